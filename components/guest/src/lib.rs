@@ -1,0 +1,99 @@
+//! What every feature component shares: the bindings of the `feature` world (generated here once)
+//! and small helpers for calling the model and counting its usage.
+//!
+//! A component implements [`Guest`] and exports itself with `pp_guest::export!(MyFeature);`.
+
+#![forbid(unsafe_code)]
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "feature",
+        pub_export_macro: true,
+        default_bindings_module: "pp_guest::bindings",
+    });
+}
+
+pub use bindings::pp::feature::inference::{self, Completion, InferenceError, Params, Role, Turn};
+pub use bindings::pp::feature::log::{self, Event, Field, FieldValue};
+pub use bindings::export;
+pub use bindings::{
+    ChatMessage, FeatureError, FeatureInput, Guest, Options, Request, Response, RewriteInput, Style,
+};
+
+/// Token and call counts over every model call of one request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub model_calls: u32,
+}
+
+impl Usage {
+    /// Calls the model and adds the call to the counts; maps the model's errors to feature errors.
+    pub fn generate(&mut self, prompt: &[Turn], params: &Params) -> Result<Completion, FeatureError> {
+        let completion = inference::generate(prompt, params).map_err(model_error)?;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(completion.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(completion.completion_tokens);
+        self.model_calls += 1;
+        Ok(completion)
+    }
+
+    pub fn into_response(self, text: String) -> Response {
+        Response {
+            text,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            model_calls: self.model_calls,
+        }
+    }
+}
+
+fn model_error(error: InferenceError) -> FeatureError {
+    match error {
+        InferenceError::PromptTooLong(length) => FeatureError::InputTooLarge(format!(
+            "the prompt needs {} tokens but the model's context holds {}",
+            length.prompt_tokens, length.context_tokens
+        )),
+        InferenceError::InvalidParams(why) => FeatureError::Internal(format!("bad model parameters: {why}")),
+        InferenceError::Backend => FeatureError::ModelError("the model failed".into()),
+    }
+}
+
+/// A system turn followed by a user turn: the shape of every prompt the features send.
+pub fn prompt(system: &str, user: &str) -> Vec<Turn> {
+    vec![
+        Turn { role: Role::System, content: system.into() },
+        Turn { role: Role::User, content: user.into() },
+    ]
+}
+
+/// Tokens that `text` adds to a prompt (the count of a user turn minus the template's overhead).
+pub fn text_tokens(text: &str) -> u32 {
+    let with = inference::count_tokens(&[Turn { role: Role::User, content: text.into() }]);
+    let without = inference::count_tokens(&[Turn { role: Role::User, content: String::new() }]);
+    with.saturating_sub(without)
+}
+
+/// Greedy unless the request asks for a temperature; the small default model loops without a
+/// repeat penalty.
+pub fn params(options: &Options, max_tokens: u32, stop: &[&str]) -> Params {
+    Params {
+        max_tokens,
+        temperature: options.temperature.unwrap_or(0.0),
+        seed: options.seed.unwrap_or(0),
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+        repeat_penalty: 1.2,
+    }
+}
+
+/// Logs an event with numeric fields, clamped to the interface's bound.
+pub fn log_event(event: Event, fields: &[(Field, usize)]) {
+    let fields: Vec<FieldValue> = fields
+        .iter()
+        .map(|&(field, value)| FieldValue { field, value: value.min(u16::MAX as usize) as u16 })
+        .collect();
+    log::emit(event, &fields);
+}

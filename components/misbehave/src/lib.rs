@@ -1,0 +1,41 @@
+//! Test fixture, never released: a component that misbehaves on request, to show the host
+//! contains it. The rewrite draft names the misbehaviour.
+
+#![forbid(unsafe_code)]
+
+use pp_guest::{FeatureError, FeatureInput, Guest, Request, Response, Usage};
+
+struct Misbehave;
+
+pp_guest::export!(Misbehave);
+
+impl Guest for Misbehave {
+    fn handle(request: Request) -> Result<Response, FeatureError> {
+        let FeatureInput::Rewrite(input) = request.input else {
+            return Err(FeatureError::InvalidInput("send a rewrite request naming a misbehaviour".into()));
+        };
+        let text = match input.draft.as_str() {
+            "loop" => spin(),
+            "memory-bomb" => hoard(),
+            "panic" => panic!("misbehave: asked to panic"),
+            // 1 MiB, past any sane output cap.
+            "flood" => "x".repeat(1 << 20),
+            other => other.to_string(),
+        };
+        Ok(Usage::default().into_response(text))
+    }
+}
+
+fn spin() -> String {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn hoard() -> String {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        kept.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}

@@ -1,0 +1,230 @@
+//! Summarize: turns a chat into a few short bullets.
+//!
+//! Chats longer than the model's context are split into chunks of whole lines, each chunk is
+//! summarized into notes, and the notes are combined (again in chunks, if need be) into one
+//! short list. Small models summarize short inputs best, so chunks stay well below the context.
+
+#![forbid(unsafe_code)]
+
+use pp_guest::{
+    inference, log_event, params, prompt, text_tokens, ChatMessage, Event, FeatureError,
+    FeatureInput, Field, Guest, Options, Request, Response, Usage,
+};
+
+struct Summarize;
+
+pp_guest::export!(Summarize);
+
+/// Most chat tokens given to the model at once.
+const CHUNK_TOKENS: u32 = 384;
+/// Room for the instructions and the chat template around a chunk.
+const PROMPT_OVERHEAD_TOKENS: u32 = 96;
+/// Tokens the model may write per chunk.
+const NOTES_TOKENS: u32 = 128;
+/// Bullets in the final answer at most.
+const MAX_BULLETS: usize = 5;
+/// Rounds of combining before the notes are cut instead (each round shrinks them, so this is
+/// a guard against a model that does not).
+const MAX_COMBINE_ROUNDS: usize = 4;
+
+const SUMMARIZE_CHUNK: &str = "You summarize group chats. Write at most 4 short bullet points, \
+    each starting with \"- \". Keep the key facts: what is planned, the day and time, the place, \
+    and who brings or does what. Use only facts from the chat.";
+const COMBINE_NOTES: &str = "Combine these notes about one group chat into at most 5 short bullet \
+    points, each starting with \"- \". Keep every day, time, place and name. Use only facts from \
+    the notes.";
+
+impl Guest for Summarize {
+    fn handle(request: Request) -> Result<Response, FeatureError> {
+        let FeatureInput::Summarize(messages) = request.input else {
+            return Err(FeatureError::InvalidInput("this component summarizes chats; send a summarize request".into()));
+        };
+        summarize(&messages, &request.options)
+    }
+}
+
+fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, FeatureError> {
+    if messages.is_empty() {
+        return Err(FeatureError::InvalidInput("the chat has no messages".into()));
+    }
+    let lines: Vec<String> = messages.iter().filter_map(chat_line).collect();
+    if lines.is_empty() {
+        return Err(FeatureError::InvalidInput("every message of the chat is empty".into()));
+    }
+    let budget = chunk_budget()?;
+    let chunks = pack(&lines, budget);
+    log_event(
+        Event::RequestStarted,
+        &[(Field::InputMessages, messages.len()), (Field::InputChunks, chunks.len())],
+    );
+
+    let mut usage = Usage::default();
+    let final_tokens = options.max_output_tokens.unwrap_or(NOTES_TOKENS).max(1);
+    let single = chunks.len() == 1;
+    let mut notes = Vec::new();
+    for chunk in &chunks {
+        let max_tokens = if single { final_tokens } else { NOTES_TOKENS };
+        notes.extend(ask(&mut usage, SUMMARIZE_CHUNK, chunk, options, max_tokens)?);
+        log_event(
+            Event::ChunkSummarized,
+            &[(Field::CompletionTokens, usage.completion_tokens as usize)],
+        );
+    }
+    if !single {
+        notes = combine(&mut usage, notes, budget, options, final_tokens)?;
+    }
+    notes.truncate(MAX_BULLETS);
+    if notes.is_empty() {
+        return Err(FeatureError::ModelError("the model returned no summary".into()));
+    }
+    log_event(
+        Event::RequestFinished,
+        &[
+            (Field::PromptTokens, usage.prompt_tokens as usize),
+            (Field::CompletionTokens, usage.completion_tokens as usize),
+        ],
+    );
+    let text = notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n");
+    Ok(usage.into_response(text))
+}
+
+/// Merges notes from several chunks, in rounds, until one model call sees them all.
+fn combine(
+    usage: &mut Usage,
+    mut notes: Vec<String>,
+    budget: u32,
+    options: &Options,
+    final_tokens: u32,
+) -> Result<Vec<String>, FeatureError> {
+    for _ in 0..MAX_COMBINE_ROUNDS {
+        let chunks = pack(&notes, budget);
+        let last = chunks.len() == 1;
+        let max_tokens = if last { final_tokens } else { NOTES_TOKENS };
+        let mut merged = Vec::new();
+        for chunk in &chunks {
+            merged.extend(ask(usage, COMBINE_NOTES, chunk, options, max_tokens)?);
+        }
+        notes = merged;
+        if last {
+            break;
+        }
+    }
+    Ok(notes)
+}
+
+fn ask(
+    usage: &mut Usage,
+    instructions: &str,
+    text: &str,
+    options: &Options,
+    max_tokens: u32,
+) -> Result<Vec<String>, FeatureError> {
+    let completion = usage.generate(&prompt(instructions, text), &params(options, max_tokens, &[]))?;
+    Ok(bullets(&completion.text))
+}
+
+/// Chat tokens one model call can take, leaving room for instructions and notes.
+fn chunk_budget() -> Result<u32, FeatureError> {
+    let context = inference::context_tokens();
+    let budget = context.saturating_sub(PROMPT_OVERHEAD_TOKENS + NOTES_TOKENS).min(CHUNK_TOKENS);
+    if budget < 32 {
+        return Err(FeatureError::Internal(format!("the model's context ({context} tokens) is too small to summarize")));
+    }
+    Ok(budget)
+}
+
+/// `Author: text` on one line, or nothing for an empty message.
+fn chat_line(message: &ChatMessage) -> Option<String> {
+    let text = one_line(&message.text);
+    if text.is_empty() {
+        return None;
+    }
+    let author = one_line(&message.author);
+    Some(if author.is_empty() { text } else { format!("{author}: {text}") })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Packs lines, in order, into chunks of at most `budget` tokens; a line longer than the budget
+/// is cut between words.
+fn pack(lines: &[String], budget: u32) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut chunk = String::new();
+    let mut used = 0;
+    for line in lines.iter().flat_map(|line| split_long(line, budget)) {
+        let tokens = text_tokens(&line) + 1;
+        if used + tokens > budget && !chunk.is_empty() {
+            chunks.push(std::mem::take(&mut chunk));
+            used = 0;
+        }
+        if !chunk.is_empty() {
+            chunk.push('\n');
+        }
+        chunk.push_str(&line);
+        used += tokens;
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
+/// Cuts a line too long for one chunk between words, into pieces of at most `budget` bytes: a
+/// token is at least one byte, so each piece fits (rare, so fill does not matter).
+fn split_long(line: &str, budget: u32) -> Vec<String> {
+    let budget = budget as usize;
+    if line.len() <= budget || text_tokens(line) < budget as u32 {
+        return vec![line.to_string()];
+    }
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for word in line.split(' ') {
+        for part in cut_word(word, budget) {
+            if !piece.is_empty() && piece.len() + 1 + part.len() > budget {
+                pieces.push(std::mem::take(&mut piece));
+            }
+            if !piece.is_empty() {
+                piece.push(' ');
+            }
+            piece.push_str(part);
+        }
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
+}
+
+/// A word longer than `max` bytes, cut at character boundaries.
+fn cut_word(word: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = word;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        parts.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    parts.push(rest);
+    parts
+}
+
+/// The bullet points of a model's answer, without their markers; a whole answer with no bullets
+/// is one bullet.
+fn bullets(text: &str) -> Vec<String> {
+    let items: Vec<String> = text
+        .lines()
+        .map(|line| {
+            line.trim()
+                .trim_start_matches(|c: char| c == '-' || c == '*' || c == '•' || c.is_ascii_digit() || c == '.' || c == ')')
+                .trim()
+                .to_string()
+        })
+        .filter(|item| !item.is_empty())
+        .collect();
+    items
+}

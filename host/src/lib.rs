@@ -1,0 +1,16 @@
+//! The Private Processing host: the only code, with its feature components and model, that sees
+//! a request's plaintext. It runs inside the confidential VM.
+//!
+//! - [`sandbox`]: runs each request in a fresh, limited instance of the feature's component;
+//! - [`inference`]: the text-generation trait behind the components' `inference` import, and
+//!   [`llama`], its llama.cpp implementation for GGUF models;
+//! - [`artifacts`]: the one directory the host reads, every file checked against the policy;
+//! - [`log`]: the allow-listed event log, which cannot carry text.
+
+#![forbid(unsafe_code)]
+
+pub mod artifacts;
+pub mod inference;
+pub mod llama;
+pub mod log;
+pub mod sandbox;

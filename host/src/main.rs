@@ -1,0 +1,222 @@
+//! `pp-host`: the host's command line. Runs requests through the release's sandbox and model,
+//! tests one component standalone, and benchmarks the sandbox and the model.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pp_host::artifacts::ArtifactDir;
+use pp_host::inference::{ScriptedInference, TextGenerator};
+use pp_host::llama::LlamaGenerator;
+use pp_host::log::{EventLog, LogSink, MemorySink, StderrSink};
+use pp_host::sandbox::{RunStats, Sandbox};
+use pp_vocab::policy::{FeaturePolicy, ReleasePolicy};
+use pp_vocab::request::FeatureRequest;
+use pp_vocab::Sha256;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "pp-host", version, about = "The Private Processing host: feature sandbox and model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve request files (JSON) through the release: every component and the model checked
+    /// against the policy, each request in a fresh sandbox. Prints each answer on stdout.
+    Run {
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// Print answers as JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+        /// Request files, e.g. examples/picnic-chat.json.
+        #[arg(required = true)]
+        requests: Vec<PathBuf>,
+    },
+    /// Feature authors' tools.
+    #[command(subcommand)]
+    Component(ComponentCommand),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ComponentCommand {
+    /// Run one component on one request, with no network: prints the output, token counts, log
+    /// events, time, fuel and memory used. Its digest is printed, not checked.
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// The request (JSON), e.g. examples/picnic-chat.json.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Limits from this policy's entry for the request's feature (or the policy's largest).
+        #[arg(long, default_value = "policies/release.toml")]
+        policy: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    /// The release policy.
+    #[arg(long, default_value = "policies/release.toml")]
+    policy: PathBuf,
+    /// Directory of the built components (`scripts/build-components`).
+    #[arg(long, default_value = "target/components")]
+    components: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Directory holding the model file the policy names (`scripts/fetch-model` puts it there).
+    #[arg(long, env = "PP_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    /// Answer `inference` with canned replies instead of the model (testing only).
+    #[arg(long)]
+    scripted: bool,
+    /// A canned reply for --scripted (repeat for several; they are used in turn).
+    #[arg(long = "reply", requires = "scripted")]
+    replies: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run { release, json, requests } => run(&release, json, &requests),
+        Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
+            component_test(&component, &input, &model, &policy)
+        }
+        Command::Bench(command) => bench::run(command),
+    }
+}
+
+fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
+    let policy = ReleasePolicy::load(&args.policy)?;
+    eprintln!("release manifest sha256 {}", policy.manifest_digest());
+    let generator = load_generator(&args.model, &policy)?;
+    let components = ArtifactDir::open(&args.components)?;
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(StderrSink)));
+    let started = Instant::now();
+    let sandbox = Sandbox::load(&policy, &components, generator, log)
+        .context("loading the components (build them with `scripts/build-components`)")?;
+    eprintln!(
+        "components checked and compiled in {} ms: {}",
+        started.elapsed().as_millis(),
+        sandbox.features().collect::<Vec<_>>().join(", ")
+    );
+    let mut failed = 0;
+    for path in requests {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        eprintln!("\n== {} ==", path.display());
+        match sandbox.handle_json(&bytes) {
+            Ok(response) if json => println!("{}", serde_json::to_string(&response)?),
+            Ok(response) => {
+                println!("{}", response.text);
+                eprintln!(
+                    "({} prompt + {} generated tokens over {} model calls)",
+                    response.prompt_tokens, response.completion_tokens, response.model_calls
+                );
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("error: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} requests failed", requests.len());
+    }
+    Ok(())
+}
+
+fn component_test(component: &Path, input: &Path, model: &ModelArgs, policy_file: &Path) -> Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let request = FeatureRequest::from_json(&bytes).with_context(|| format!("reading {}", input.display()))?;
+    let wasm = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let digest = Sha256::of(&wasm);
+    let file_name = component.file_name().and_then(|n| n.to_str()).context("the component path has no file name")?;
+    let dir = ArtifactDir::open(component.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+
+    // A one-feature policy for this component, with the release's limits for its feature.
+    let mut policy = ReleasePolicy::load(policy_file)?;
+    let feature = request.input.feature();
+    let limits = policy.feature(feature).or_else(|| policy.features.values().next()).cloned().context("no limits")?;
+    policy.features = [(feature.to_string(), FeaturePolicy { component: file_name.into(), sha256: digest, ..limits })].into();
+
+    let generator = load_generator(model, &policy)?;
+    let events = Arc::new(MemorySink::default());
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(events.clone())));
+    let sandbox = Sandbox::load(&policy, &dir, generator, log)?;
+    let (result, stats) = sandbox.handle_with_stats(&request);
+
+    println!("component  {} (sha256 {digest})", component.display());
+    match &result {
+        Ok(response) => {
+            println!("output:\n{}\n", response.text);
+            println!(
+                "tokens     {} prompt + {} generated, {} model calls",
+                response.prompt_tokens, response.completion_tokens, response.model_calls
+            );
+        }
+        Err(error) => println!("error      {error}"),
+    }
+    print_stats(&stats);
+    println!("log events:");
+    for line in events.lines() {
+        println!("  {line}");
+    }
+    result.map(|_| ()).map_err(Into::into)
+}
+
+fn print_stats(stats: &RunStats) {
+    println!("time       {:.1} ms", stats.duration.as_secs_f64() * 1e3);
+    println!("fuel       {}", stats.fuel_used);
+    println!("memory     {} KiB linear memory at most", stats.peak_memory_bytes / 1024);
+}
+
+/// The real model unless `--scripted` names the canned responder.
+pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dyn TextGenerator>> {
+    if args.scripted {
+        let scripted = ScriptedInference::new(args.replies.clone(), policy.model.context_tokens);
+        eprintln!("inference: {} — SCRIPTED, not a model", scripted.describe());
+        return Ok(Arc::new(scripted));
+    }
+    let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
+    let models = ArtifactDir::open(&dir).context("no model directory: run `scripts/fetch-model` (or pass --model-dir)")?;
+    eprintln!("loading {} from {} (checking its sha256)…", policy.model.file, dir.display());
+    let started = Instant::now();
+    let generator = LlamaGenerator::load(&models, &policy.model)?;
+    eprintln!("inference: {} — loaded in {} ms", generator.describe(), started.elapsed().as_millis());
+    Ok(Arc::new(generator))
+}
+
+/// `$XDG_CACHE_HOME/private-processing/models`, else `~/.cache/private-processing/models`: the
+/// same place `scripts/fetch-model` uses.
+pub fn default_model_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("private-processing/models")
+}
+
+/// p-th percentile of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Log lines are dropped (benchmarks).
+pub struct DiscardSink;
+
+impl LogSink for DiscardSink {
+    fn write_line(&self, _line: &str) {}
+}

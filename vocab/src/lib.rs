@@ -1,0 +1,15 @@
+//! The shared vocabulary of Private Processing: what the parties say to each other and agree on.
+//!
+//! - [`request`]: the feature request a device sends to a host and the answer it gets back;
+//!   their plaintext never prints (`Debug` shows sizes only).
+//! - [`policy`]: the release policy (components, limits, model, log allow-list) and the digest of
+//!   its canonical form, the release manifest.
+//! - [`Sha256`]: a digest that reads and writes as lowercase hex.
+
+#![forbid(unsafe_code)]
+
+mod digest;
+pub mod policy;
+pub mod request;
+
+pub use digest::Sha256;

@@ -1,0 +1,207 @@
+//! The release policy (`policies/release.toml`): for each feature its component, digest and
+//! limits; the model and its digest; the log allow-list. Parsing is strict: an unknown key, a
+//! missing key or a bad value is an error that names the file and the key.
+//!
+//! Its canonical form, the release manifest ([`ReleasePolicy::manifest`]), is what the host's
+//! attestation evidence and the transparency ledger refer to by digest.
+
+use crate::Sha256;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePolicy {
+    pub host: HostPolicy,
+    pub model: ModelPolicy,
+    pub features: BTreeMap<String, FeaturePolicy>,
+    pub log: LogPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPolicy {
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPolicy {
+    pub name: String,
+    /// File name inside the model directory.
+    pub file: String,
+    pub sha256: Sha256,
+    pub backend: ModelBackend,
+    /// Tokens of context (prompt plus generated text) each request gets.
+    pub context_tokens: u32,
+    pub threads: u32,
+    /// Upper bound on `max-tokens` of any one model call.
+    pub max_new_tokens: u32,
+}
+
+/// Which engine runs the model. A GPU backend would be another variant: a configuration change,
+/// recorded here and so attested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelBackend {
+    /// llama.cpp on the CPU.
+    LlamaCppCpu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturePolicy {
+    /// File name inside the component directory.
+    pub component: String,
+    pub sha256: Sha256,
+    /// Wasm fuel (about one unit per instruction) a request may burn; model time is not counted.
+    pub fuel: u64,
+    pub max_memory_bytes: u64,
+    /// Bytes of plaintext input (the texts of the request) at most.
+    pub max_input_bytes: u64,
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPolicy {
+    /// The only fields a host log line may carry.
+    pub allowed_fields: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read the release policy {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("release policy {file}: {message}")]
+    Invalid { file: PathBuf, message: String },
+}
+
+impl ReleasePolicy {
+    pub fn load(file: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| PolicyError::Read { file: file.into(), source })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and checks a policy; `file` only names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid { file: file.into(), message };
+        let policy: ReleasePolicy = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        policy.check().map_err(invalid)?;
+        Ok(policy)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        plain_file_name("model.file", &self.model.file)?;
+        for (key, value) in [
+            ("model.context_tokens", self.model.context_tokens),
+            ("model.threads", self.model.threads),
+            ("model.max_new_tokens", self.model.max_new_tokens),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be above 0"));
+            }
+        }
+        if self.features.is_empty() {
+            return Err("no [features.NAME] table: a release runs at least one feature".into());
+        }
+        for (name, feature) in &self.features {
+            plain_file_name(&format!("features.{name}.component"), &feature.component)?;
+            for (key, value) in [
+                ("fuel", feature.fuel),
+                ("max_memory_bytes", feature.max_memory_bytes),
+                ("max_input_bytes", feature.max_input_bytes),
+                ("max_output_bytes", feature.max_output_bytes),
+            ] {
+                if value == 0 {
+                    return Err(format!("features.{name}.{key} must be above 0"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical release manifest: this policy as JSON with keys in a fixed order and no
+    /// whitespace, so everybody computes the same digest from the same policy.
+    pub fn manifest(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a policy always serializes")
+    }
+
+    pub fn manifest_digest(&self) -> Sha256 {
+        Sha256::of(&self.manifest())
+    }
+
+    pub fn feature(&self, name: &str) -> Option<&FeaturePolicy> {
+        self.features.get(name)
+    }
+
+    pub fn log_field_allowed(&self, field: &str) -> bool {
+        self.log.allowed_fields.iter().any(|allowed| allowed == field)
+    }
+}
+
+/// Artifacts are named by a bare file name: the host reads them only inside its directories.
+fn plain_file_name(key: &str, name: &str) -> Result<(), String> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+    if plain {
+        Ok(())
+    } else {
+        Err(format!("{key} = {name:?} must be a plain file name, not a path"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RELEASE: &str = include_str!("../../policies/release.toml");
+
+    fn parse(text: &str) -> Result<ReleasePolicy, PolicyError> {
+        ReleasePolicy::parse(text, Path::new("policies/test.toml"))
+    }
+
+    #[test]
+    fn the_release_policy_parses() {
+        let policy = parse(RELEASE).unwrap();
+        assert!(policy.feature("summarize").is_some());
+        assert!(policy.feature("rewrite").is_some());
+        assert!(policy.log_field_allowed("outcome"));
+        assert!(!policy.log_field_allowed("text"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_key_and_file() {
+        let text = RELEASE.replace("[host]\n", "[host]\ncolour = \"blue\"\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("policies/test.toml"), "{message}");
+        assert!(message.contains("colour"), "{message}");
+    }
+
+    #[test]
+    fn missing_key_and_bad_digest_are_named() {
+        let text = RELEASE.replace("threads = 2\n", "");
+        assert!(parse(&text).unwrap_err().to_string().contains("threads"));
+        let text = RELEASE.replacen("sha256 = \"b179", "sha256 = \"zz79", 1);
+        assert!(parse(&text).unwrap_err().to_string().contains("hex"));
+    }
+
+    #[test]
+    fn paths_and_zero_limits_are_refused() {
+        let text = RELEASE.replace("component = \"rewrite.wasm\"", "component = \"../rewrite.wasm\"");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("features.rewrite.component"), "{message}");
+        let text = RELEASE.replace("fuel = 1_000_000_000", "fuel = 0");
+        assert!(parse(&text).unwrap_err().to_string().contains("features.rewrite.fuel"));
+    }
+
+    #[test]
+    fn manifest_digest_follows_every_field() {
+        let policy = parse(RELEASE).unwrap();
+        let mut changed = policy.clone();
+        changed.features.get_mut("rewrite").unwrap().max_output_bytes += 1;
+        assert_eq!(policy.manifest_digest(), parse(RELEASE).unwrap().manifest_digest());
+        assert_ne!(policy.manifest_digest(), changed.manifest_digest());
+    }
+}
