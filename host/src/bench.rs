@@ -43,22 +43,43 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Sandbox { requests, policy, components } => sandbox(requests, &policy, &components),
-        BenchCommand::Model { policy, model, tokens } => model_speed(&policy, &model, tokens),
+        BenchCommand::Sandbox {
+            requests,
+            policy,
+            components,
+        } => sandbox(requests, &policy, &components),
+        BenchCommand::Model {
+            policy,
+            model,
+            tokens,
+        } => model_speed(&policy, &model, tokens),
     }
 }
 
 fn sandbox(requests: usize, policy: &std::path::Path, components: &std::path::Path) -> Result<()> {
     let policy = ReleasePolicy::load(policy)?;
     let components = ArtifactDir::open(components)?;
-    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(DiscardSink)));
-    let scripted = Arc::new(ScriptedInference::new(vec!["Hello.".into()], policy.model.context_tokens));
+    let log = Arc::new(EventLog::new(
+        &policy.log.allowed_fields,
+        Box::new(DiscardSink),
+    ));
+    let scripted = Arc::new(ScriptedInference::new(
+        vec!["Hello.".into()],
+        policy.model.context_tokens,
+    ));
     let sandbox = Sandbox::load(&policy, &components, scripted, log)?;
     let request = FeatureRequest {
-        input: FeatureInput::Rewrite { draft: "hello there".into(), style: Style::Formal },
+        input: FeatureInput::Rewrite {
+            draft: "hello there".into(),
+            style: Style::Formal,
+        },
         options: Options::default(),
     };
-    let profile = if cfg!(debug_assertions) { "debug build: figures ~10x slower than --release" } else { "release build" };
+    let profile = if cfg!(debug_assertions) {
+        "debug build: figures ~10x slower than --release"
+    } else {
+        "release build"
+    };
     println!("sandbox: {requests} trivial rewrite requests, scripted inference ({profile})");
 
     for _ in 0..requests.min(200) {
@@ -86,7 +107,12 @@ fn summary(label: &str, mut times: Vec<Duration>) -> (Duration, Duration) {
     times.sort();
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
     let (p50, p99) = (percentile(&times, 0.50), percentile(&times, 0.99));
-    println!("  {label:32} p50 {:7.1} µs   p99 {:7.1} µs   mean {:7.1} µs", micros(p50), micros(p99), micros(mean));
+    println!(
+        "  {label:32} p50 {:7.1} µs   p99 {:7.1} µs   mean {:7.1} µs",
+        micros(p50),
+        micros(p99),
+        micros(mean)
+    );
     (p50, p99)
 }
 
@@ -95,7 +121,8 @@ fn micros(d: Duration) -> f64 {
 }
 
 /// A prompt of about 270 tokens, as in the shared measurements.
-const BENCH_PROMPT: &str = "You are a helpful assistant. Read the notes and then write a long, detailed story \
+const BENCH_PROMPT: &str =
+    "You are a helpful assistant. Read the notes and then write a long, detailed story \
     about the trip they describe, with every person and place in it.";
 const BENCH_NOTES: &str = "Notes: Ana, Ben and Chloe plan a trip to the lake on Saturday. They meet at 9 at the \
     station. Ben brings the tent and the stove, Chloe the food, Ana the maps and the first aid kit. The train \
@@ -109,19 +136,35 @@ const BENCH_NOTES: &str = "Notes: Ana, Ben and Chloe plan a trip to the lake on 
 fn model_speed(policy: &std::path::Path, args: &ModelArgs, tokens: u32) -> Result<()> {
     let policy = ReleasePolicy::load(policy)?;
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
-    let models = ArtifactDir::open(&dir).context("no model directory: run `scripts/fetch-model`")?;
+    let models =
+        ArtifactDir::open(&dir).context("no model directory: run `scripts/fetch-model`")?;
     let threads = policy.model.threads;
 
     let started = Instant::now();
     let generator = LlamaGenerator::load(&models, &policy.model)?;
     let load = started.elapsed();
     let prompt = vec![
-        Turn { role: Role::System, content: BENCH_PROMPT.into() },
-        Turn { role: Role::User, content: BENCH_NOTES.into() },
+        Turn {
+            role: Role::System,
+            content: BENCH_PROMPT.into(),
+        },
+        Turn {
+            role: Role::User,
+            content: BENCH_NOTES.into(),
+        },
     ];
     // Ignore end-of-sequence is not offered, so ask for a long story and count what comes.
-    let params = GenerationParams { max_tokens: tokens, ..Default::default() };
-    let _warm = generator.generate_timed(&prompt, &GenerationParams { max_tokens: 4, ..Default::default() })?;
+    let params = GenerationParams {
+        max_tokens: tokens,
+        ..Default::default()
+    };
+    let _warm = generator.generate_timed(
+        &prompt,
+        &GenerationParams {
+            max_tokens: 4,
+            ..Default::default()
+        },
+    )?;
     let (completion, timings) = generator.generate_timed(&prompt, &params)?;
     let ours = Speeds {
         load_s: load.as_secs_f64(),
@@ -133,7 +176,10 @@ fn model_speed(policy: &std::path::Path, args: &ModelArgs, tokens: u32) -> Resul
         "model: {} ({} threads), prompt {} tokens, generated {} tokens",
         policy.model.name, threads, completion.prompt_tokens, completion.completion_tokens
     );
-    println!("  {:28} {:>8} {:>12} {:>12} {:>10}", "", "load s", "prompt tok/s", "gen tok/s", "peak RSS MB");
+    println!(
+        "  {:28} {:>8} {:>12} {:>12} {:>10}",
+        "", "load s", "prompt tok/s", "gen tok/s", "peak RSS MB"
+    );
     ours.print("pp-host (llama-cpp-2)");
 
     let model_file = dir.join(&policy.model.file);
@@ -173,7 +219,13 @@ fn peak_rss_mb() -> f64 {
     let kb = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or(0.0);
     kb / 1024.0
 }
@@ -189,10 +241,21 @@ fn llama_cpp_python(model: &std::path::Path, threads: u32, tokens: u32) -> Resul
         .output()
         .context("running python3")?;
     if !output.status.success() {
-        anyhow::bail!("{}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("failed"));
+        anyhow::bail!(
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+        );
     }
-    let figures: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading its figures")?;
-    let get = |key: &str| figures[key].as_f64().with_context(|| format!("no {key} in its figures"));
+    let figures: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading its figures")?;
+    let get = |key: &str| {
+        figures[key]
+            .as_f64()
+            .with_context(|| format!("no {key} in its figures"))
+    };
     Ok(Speeds {
         load_s: get("load_s")?,
         prompt_tps: get("prompt_tps")?,

@@ -133,20 +133,44 @@ impl Sandbox {
         for (name, limits) in &policy.features {
             let file = components.path().join(&limits.component);
             let bytes = components.read_verified(&limits.component, limits.sha256)?;
-            let invalid = |reason: String| LoadError::Invalid { file: file.clone(), reason };
-            let component = Component::new(&engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
+            let invalid = |reason: String| LoadError::Invalid {
+                file: file.clone(),
+                reason,
+            };
+            let component =
+                Component::new(&engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
             check_imports(&engine, &component, &file)?;
-            let pre = linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| invalid(format!("{e:#}")))?;
             let pre = FeaturePre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
             // Leaked once per feature at start: log values must be 'static words.
             let name: &'static str = Box::leak(name.clone().into_boxed_str());
-            features.insert(name.to_string(), LoadedFeature { name, limits: limits.clone(), pre });
+            features.insert(
+                name.to_string(),
+                LoadedFeature {
+                    name,
+                    limits: limits.clone(),
+                    pre,
+                },
+            );
         }
         // JSON escaping can at most double text (and \u escapes are rarer than that); the rest
         // of a request is small.
-        let largest_input = features.values().map(|f| f.limits.max_input_bytes).max().unwrap_or(0);
+        let largest_input = features
+            .values()
+            .map(|f| f.limits.max_input_bytes)
+            .max()
+            .unwrap_or(0);
         let max_request_bytes = largest_input * 2 + 64 * 1024;
-        Ok(Sandbox { engine, features, generator, log, max_new_tokens: policy.model.max_new_tokens, max_request_bytes })
+        Ok(Sandbox {
+            engine,
+            features,
+            generator,
+            log,
+            max_new_tokens: policy.model.max_new_tokens,
+            max_request_bytes,
+        })
     }
 
     pub fn features(&self) -> impl Iterator<Item = &str> {
@@ -156,7 +180,10 @@ impl Sandbox {
     /// Serves a request given as JSON bytes (as it arrives from the device).
     pub fn handle_json(&self, bytes: &[u8]) -> Result<FeatureResponse, SandboxError> {
         if bytes.len() as u64 > self.max_request_bytes {
-            let error = SandboxError::InputTooLarge { bytes: bytes.len() as u64, max: self.max_request_bytes };
+            let error = SandboxError::InputTooLarge {
+                bytes: bytes.len() as u64,
+                max: self.max_request_bytes,
+            };
             self.log_outcome("unknown", Err(&error), Instant::now());
             return Err(error);
         }
@@ -176,7 +203,10 @@ impl Sandbox {
     }
 
     /// [`Sandbox::handle`], also telling what the request cost inside the sandbox.
-    pub fn handle_with_stats(&self, request: &FeatureRequest) -> (Result<FeatureResponse, SandboxError>, RunStats) {
+    pub fn handle_with_stats(
+        &self,
+        request: &FeatureRequest,
+    ) -> (Result<FeatureResponse, SandboxError>, RunStats) {
         let started = Instant::now();
         let mut stats = RunStats::default();
         let requested = request.input.feature();
@@ -196,11 +226,19 @@ impl Sandbox {
         (result, stats)
     }
 
-    fn run(&self, feature: &LoadedFeature, request: &FeatureRequest, stats: &mut RunStats) -> Result<FeatureResponse, SandboxError> {
+    fn run(
+        &self,
+        feature: &LoadedFeature,
+        request: &FeatureRequest,
+        stats: &mut RunStats,
+    ) -> Result<FeatureResponse, SandboxError> {
         let limits = &feature.limits;
         let bytes = request.input.text_bytes();
         if bytes > limits.max_input_bytes {
-            return Err(SandboxError::InputTooLarge { bytes, max: limits.max_input_bytes });
+            return Err(SandboxError::InputTooLarge {
+                bytes,
+                max: limits.max_input_bytes,
+            });
         }
         let mut store = self.new_store(feature, limits.fuel)?;
 
@@ -217,7 +255,10 @@ impl Sandbox {
         };
         let bytes = response.text.len() as u64;
         if bytes > limits.max_output_bytes {
-            return Err(SandboxError::OutputTooLarge { bytes, max: limits.max_output_bytes });
+            return Err(SandboxError::OutputTooLarge {
+                bytes,
+                max: limits.max_output_bytes,
+            });
         }
         Ok(FeatureResponse {
             text: response.text,
@@ -229,28 +270,43 @@ impl Sandbox {
     }
 
     /// A store for one request: the host capabilities, the memory cap and `fuel`.
-    fn new_store(&self, feature: &LoadedFeature, fuel: u64) -> Result<Store<RequestState>, SandboxError> {
+    fn new_store(
+        &self,
+        feature: &LoadedFeature,
+        fuel: u64,
+    ) -> Result<Store<RequestState>, SandboxError> {
         let state = RequestState {
             generator: self.generator.clone(),
             log: self.log.clone(),
             feature: feature.name,
             max_new_tokens: self.max_new_tokens,
-            limits: StoreLimitsBuilder::new().memory_size(feature.limits.max_memory_bytes as usize).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(feature.limits.max_memory_bytes as usize)
+                .build(),
             memory_cap_hit: false,
             peak_memory_bytes: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        store.set_fuel(fuel).map_err(|e| SandboxError::Trap(e.to_string()))?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| SandboxError::Trap(e.to_string()))?;
         Ok(store)
     }
 
     /// Benchmarks only: times `calls` calls on ONE instance, the baseline that fresh instances are
     /// compared with. The host never serves users this way: state would outlive a request.
     #[doc(hidden)]
-    pub fn bench_reused_instance(&self, request: &FeatureRequest, calls: usize) -> Result<Vec<std::time::Duration>, SandboxError> {
+    pub fn bench_reused_instance(
+        &self,
+        request: &FeatureRequest,
+        calls: usize,
+    ) -> Result<Vec<std::time::Duration>, SandboxError> {
         let requested = request.input.feature();
-        let feature = self.features.get(requested).ok_or_else(|| SandboxError::FeatureNotInRelease(requested.into()))?;
+        let feature = self
+            .features
+            .get(requested)
+            .ok_or_else(|| SandboxError::FeatureNotInRelease(requested.into()))?;
         let mut store = self.new_store(feature, u64::MAX)?;
         let trap = |e: wasmtime::Error| SandboxError::Trap(e.to_string());
         let instance = feature.pre.instantiate(&mut store).map_err(trap)?;
@@ -258,7 +314,10 @@ impl Sandbox {
         let mut times = Vec::with_capacity(calls);
         for _ in 0..calls {
             let started = Instant::now();
-            instance.call_handle(&mut store, &request).map_err(trap)?.map_err(feature_error)?;
+            instance
+                .call_handle(&mut store, &request)
+                .map_err(trap)?
+                .map_err(feature_error)?;
             times.push(started.elapsed());
         }
         Ok(times)
@@ -277,11 +336,20 @@ impl Sandbox {
         let mut fields = vec![
             ("feature", LogValue::Word(feature)),
             ("outcome", LogValue::Word(outcome)),
-            ("duration-us", LogValue::Number(started.elapsed().as_micros() as u64)),
+            (
+                "duration-us",
+                LogValue::Number(started.elapsed().as_micros() as u64),
+            ),
         ];
         if let Ok(response) = result {
-            fields.push(("prompt-tokens", LogValue::Number(response.prompt_tokens.into())));
-            fields.push(("completion-tokens", LogValue::Number(response.completion_tokens.into())));
+            fields.push((
+                "prompt-tokens",
+                LogValue::Number(response.prompt_tokens.into()),
+            ));
+            fields.push((
+                "completion-tokens",
+                LogValue::Number(response.completion_tokens.into()),
+            ));
             fields.push(("model-calls", LogValue::Number(response.model_calls.into())));
         }
         self.log.record("request-finished", &fields);
@@ -295,20 +363,46 @@ fn engine() -> Result<Engine, LoadError> {
     Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))
 }
 
-fn check_imports(engine: &Engine, component: &Component, file: &std::path::Path) -> Result<(), LoadError> {
+/// The names a component imports (to show feature authors, and to test the built components).
+pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+    let engine = engine()?;
+    let component =
+        Component::new(&engine, wasm).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+    let imports = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Ok(imports)
+}
+
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    file: &std::path::Path,
+) -> Result<(), LoadError> {
     let component_type = component.component_type();
     for (import, _) in component_type.imports(engine) {
         if !ALLOWED_IMPORTS.contains(&import) {
-            return Err(LoadError::ForbiddenImport { file: file.into(), import: import.to_string() });
+            return Err(LoadError::ForbiddenImport {
+                file: file.into(),
+                import: import.to_string(),
+            });
         }
     }
     Ok(())
 }
 
 /// Tells a memory cap, an exhausted fuel tank and any other trap apart.
-fn classify_trap(error: &wasmtime::Error, memory_cap_hit: bool, limits: &FeaturePolicy) -> SandboxError {
+fn classify_trap(
+    error: &wasmtime::Error,
+    memory_cap_hit: bool,
+    limits: &FeaturePolicy,
+) -> SandboxError {
     if memory_cap_hit {
-        return SandboxError::MemoryCap { max: limits.max_memory_bytes };
+        return SandboxError::MemoryCap {
+            max: limits.max_memory_bytes,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => SandboxError::FuelExhausted { fuel: limits.fuel },
@@ -331,18 +425,23 @@ fn to_wit(request: &FeatureRequest) -> bindings::Request {
         wire::FeatureInput::Summarize { messages } => bindings::FeatureInput::Summarize(
             messages
                 .iter()
-                .map(|m| bindings::ChatMessage { author: m.author.clone(), text: m.text.clone() })
+                .map(|m| bindings::ChatMessage {
+                    author: m.author.clone(),
+                    text: m.text.clone(),
+                })
                 .collect(),
         ),
-        wire::FeatureInput::Rewrite { draft, style } => bindings::FeatureInput::Rewrite(bindings::RewriteInput {
-            draft: draft.clone(),
-            style: match style {
-                wire::Style::Formal => bindings::Style::Formal,
-                wire::Style::Friendly => bindings::Style::Friendly,
-                wire::Style::Concise => bindings::Style::Concise,
-                wire::Style::FixGrammar => bindings::Style::FixGrammar,
-            },
-        }),
+        wire::FeatureInput::Rewrite { draft, style } => {
+            bindings::FeatureInput::Rewrite(bindings::RewriteInput {
+                draft: draft.clone(),
+                style: match style {
+                    wire::Style::Formal => bindings::Style::Formal,
+                    wire::Style::Friendly => bindings::Style::Friendly,
+                    wire::Style::Concise => bindings::Style::Concise,
+                    wire::Style::FixGrammar => bindings::Style::FixGrammar,
+                },
+            })
+        }
     };
     let options = &request.options;
     bindings::Request {
@@ -367,7 +466,12 @@ struct RequestState {
 }
 
 impl wasmtime::ResourceLimiter for RequestState {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         // Refused growth makes the guest's allocator fail and abort; remember why it did.
         self.memory_cap_hit |= !allowed;
@@ -377,7 +481,12 @@ impl wasmtime::ResourceLimiter for RequestState {
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -423,7 +532,10 @@ impl wit_inference::Host for RequestState {
             if let InferenceError::Backend(_) = error {
                 self.log.record(
                     "model-failed",
-                    &[("feature", LogValue::Word(self.feature)), ("outcome", LogValue::Word("backend-error"))],
+                    &[
+                        ("feature", LogValue::Word(self.feature)),
+                        ("outcome", LogValue::Word("backend-error")),
+                    ],
                 );
             }
             to_wit_error(error)
@@ -433,7 +545,9 @@ impl wit_inference::Host for RequestState {
             prompt_tokens: completion.prompt_tokens,
             completion_tokens: completion.completion_tokens,
             finish: match completion.finish {
-                inference::FinishReason::EndOfSequence => wit_inference::FinishReason::EndOfSequence,
+                inference::FinishReason::EndOfSequence => {
+                    wit_inference::FinishReason::EndOfSequence
+                }
                 inference::FinishReason::Length => wit_inference::FinishReason::Length,
                 inference::FinishReason::StopSequence => wit_inference::FinishReason::StopSequence,
             },
@@ -447,14 +561,21 @@ fn from_wit_turn(turn: wit_inference::Turn) -> inference::Turn {
         wit_inference::Role::User => inference::Role::User,
         wit_inference::Role::Assistant => inference::Role::Assistant,
     };
-    inference::Turn { role, content: turn.content }
+    inference::Turn {
+        role,
+        content: turn.content,
+    }
 }
 
 fn to_wit_error(error: InferenceError) -> wit_inference::InferenceError {
     match error {
-        InferenceError::PromptTooLong { prompt_tokens, context_tokens } => {
-            wit_inference::InferenceError::PromptTooLong(wit_inference::PromptLength { prompt_tokens, context_tokens })
-        }
+        InferenceError::PromptTooLong {
+            prompt_tokens,
+            context_tokens,
+        } => wit_inference::InferenceError::PromptTooLong(wit_inference::PromptLength {
+            prompt_tokens,
+            context_tokens,
+        }),
         InferenceError::InvalidParams(why) => wit_inference::InferenceError::InvalidParams(why),
         InferenceError::Backend(_) => wit_inference::InferenceError::Backend,
     }

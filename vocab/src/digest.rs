@@ -67,7 +67,10 @@ mod tests {
     fn hex_round_trip_and_known_answer() {
         // FIPS 180-2 example: SHA-256("abc").
         let abc = Sha256::of(b"abc");
-        assert_eq!(abc.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            abc.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(Sha256::parse(&abc.to_string()), Ok(abc));
         assert_eq!(Sha256::of_reader(&b"abc"[..]).unwrap(), abc);
     }

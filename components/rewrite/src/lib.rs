@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use pp_guest::facts::{self, Facts};
 use pp_guest::{
     inference, log_event, params, prompt, text_tokens, Event, FeatureError, FeatureInput, Field,
     Guest, Options, Request, Response, RewriteInput, Style, Usage,
@@ -13,12 +14,17 @@ struct Rewrite;
 pp_guest::export!(Rewrite);
 
 /// Room left for the instructions and the chat template around the draft.
-const PROMPT_OVERHEAD_TOKENS: u32 = 96;
+const PROMPT_OVERHEAD_TOKENS: u32 = 160;
+/// Sampled answers tried after the greedy ones, when none of those kept every fact.
+const SAMPLED_TRIES: u64 = 5;
+const SAMPLING_TEMPERATURE: f32 = 0.6;
 
 impl Guest for Rewrite {
     fn handle(request: Request) -> Result<Response, FeatureError> {
         let FeatureInput::Rewrite(input) = request.input else {
-            return Err(FeatureError::InvalidInput("this component rewrites drafts; send a rewrite request".into()));
+            return Err(FeatureError::InvalidInput(
+                "this component rewrites drafts; send a rewrite request".into(),
+            ));
         };
         rewrite(input, &request.options)
     }
@@ -37,17 +43,50 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
             "the draft has {draft_tokens} tokens; at most {room} can be rewritten at once"
         )));
     }
-    log_event(Event::RequestStarted, &[(Field::PromptTokens, draft_tokens as usize)]);
+    log_event(
+        Event::RequestStarted,
+        &[(Field::PromptTokens, draft_tokens as usize)],
+    );
 
-    let max_tokens = options.max_output_tokens.unwrap_or(draft_tokens * 2 + 32).clamp(1, room);
+    // A small model often answers the draft instead of rewriting it, or drops a name. Ask in a
+    // few ways, greedily and then sampled with fixed seeds, and keep the first answer that keeps
+    // every fact of the draft and invents none (else the one that comes closest).
+    let max_tokens = options
+        .max_output_tokens
+        .unwrap_or(draft_tokens * 2 + 32)
+        .clamp(1, room);
+    let source = Facts::of(draft);
+    let ways = prompts(input.style, draft);
+    let greedy = ways.iter().map(|way| (way, options.clone()));
+    let sampled = (1..=SAMPLED_TRIES).map(|seed| {
+        let options = Options {
+            temperature: Some(options.temperature.unwrap_or(SAMPLING_TEMPERATURE)),
+            seed: Some(options.seed.unwrap_or(0).wrapping_add(seed)),
+            ..options.clone()
+        };
+        (&ways[1], options)
+    });
     let mut usage = Usage::default();
-    let completion = usage.generate(
-        &prompt(instructions(input.style), draft),
-        &params(options, max_tokens, &["\n\n\n"]),
-    )?;
-    let text = clean(&completion.text);
+    let mut best: Option<(usize, String)> = None;
+    for ((system, user), options) in greedy.chain(sampled) {
+        let completion = usage.generate(
+            &prompt(system, user),
+            &params(&options, max_tokens, &["\n\n\n"]),
+        )?;
+        let text = clean(&completion.text, draft);
+        let penalty = facts::penalty(&source, &text);
+        if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
+            best = Some((penalty, text));
+        }
+        if penalty == 0 {
+            break;
+        }
+    }
+    let text = best.map(|(_, text)| text).unwrap_or_default();
     if text.is_empty() {
-        return Err(FeatureError::ModelError("the model returned an empty rewrite".into()));
+        return Err(FeatureError::ModelError(
+            "the model returned an empty rewrite".into(),
+        ));
     }
     log_event(
         Event::RequestFinished,
@@ -56,35 +95,83 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     Ok(usage.into_response(text))
 }
 
-fn instructions(style: Style) -> &'static str {
-    match style {
-        Style::Formal => {
-            "Rewrite the user's message in a formal, polite tone. Keep every name, number, date and \
-             place exactly as written. Reply with the rewritten message only."
-        }
-        Style::Friendly => {
-            "Rewrite the user's message in a warm, friendly tone. Keep every name, number, date and \
-             place exactly as written. Reply with the rewritten message only."
-        }
-        Style::Concise => {
-            "Rewrite the user's message to be short and clear. Keep every name, number, date and \
-             place. Reply with the rewritten message only."
-        }
-        Style::FixGrammar => {
-            "Correct the spelling and grammar of the user's message. Change nothing else. Reply \
-             with the corrected message only."
-        }
-    }
+/// The ways of asking, best first, as (system, user) turns.
+fn prompts(style: Style, draft: &str) -> [(String, String); 3] {
+    let (aim, how, example_in, example_out) = match style {
+        Style::Formal => (
+            "make it more professional and formal",
+            "in a formal tone",
+            "hi, can we move our call to 4pm tmrw? Ben can't make it earlier",
+            "Hello, would it be possible to move our call to 4 pm tomorrow? Ben is unable to join earlier.",
+        ),
+        Style::Friendly => (
+            "make it more friendly and approachable",
+            "in a warm, friendly tone",
+            "The meeting with Ben is moved to 4 pm on Monday. Be there.",
+            "Hi! Just a heads-up: the meeting with Ben is now at 4 pm on Monday. Hope to see you there!",
+        ),
+        Style::Concise => (
+            "make it more concise",
+            "to be short and clear",
+            "Hello everyone, I just wanted to say that I think it would be good if we could maybe meet at 6 pm on Friday at Luca's house instead.",
+            "Let's meet at 6 pm on Friday at Luca's house instead.",
+        ),
+        Style::FixGrammar => (
+            "correct its grammar and spelling",
+            "with correct grammar and spelling",
+            "she dont know were the keys is, can you check at 5?",
+            "She doesn't know where the keys are. Can you check at 5?",
+        ),
+    };
+    let helper = "You are a helpful writing assistant.";
+    [
+        (
+            format!(
+                "You're an AI assistant for text re-writing. Rewrite the input text to {aim} while \
+                 keeping its meaning and every name, number and date."
+            ),
+            draft.to_string(),
+        ),
+        (
+            helper.to_string(),
+            format!("Rewrite this message {how}. Keep every name, number and date.\n\n\"{draft}\""),
+        ),
+        (
+            helper.to_string(),
+            format!(
+                "Rewrite each message {how}, keeping every name, number and date.\n\n\
+                 Message: {example_in}\nRewritten: {example_out}\n\nMessage: {draft}\nRewritten:"
+            ),
+        ),
+    ]
 }
 
-/// Drops the wrapping a small model likes to add: a label line and surrounding quotes.
-fn clean(text: &str) -> String {
+/// Drops the wrapping a small model likes to add: a label, an introduction before the rewrite
+/// in quotes, surrounding quotes.
+fn clean(text: &str, draft: &str) -> String {
     let mut text = text.trim();
-    for label in ["Rewritten message:", "Corrected message:", "Here is the rewritten message:"] {
+    for label in [
+        "Rewritten message:",
+        "Corrected message:",
+        "Here is the rewritten message:",
+        "Rewritten:",
+    ] {
         if let Some(rest) = text.strip_prefix(label) {
             text = rest.trim();
         }
     }
+    if let Some(quoted) = longest_quote(text).filter(|q| q.len() * 2 >= draft.len()) {
+        return quoted.trim().to_string();
+    }
     let unquoted = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
     unquoted.unwrap_or(text).trim().to_string()
+}
+
+/// The longest text between a pair of double quotes.
+fn longest_quote(text: &str) -> Option<&str> {
+    text.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|_| text.matches('"').count() >= 2)
+        .max_by_key(|quoted| quoted.len())
 }

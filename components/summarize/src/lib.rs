@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+use pp_guest::facts::{self, Facts};
 use pp_guest::{
     inference, log_event, params, prompt, text_tokens, ChatMessage, Event, FeatureError,
     FeatureInput, Field, Guest, Options, Request, Response, Usage,
@@ -27,17 +28,28 @@ const MAX_BULLETS: usize = 5;
 /// a guard against a model that does not).
 const MAX_COMBINE_ROUNDS: usize = 4;
 
-const SUMMARIZE_CHUNK: &str = "You summarize group chats. Write at most 4 short bullet points, \
-    each starting with \"- \". Keep the key facts: what is planned, the day and time, the place, \
-    and who brings or does what. Use only facts from the chat.";
-const COMBINE_NOTES: &str = "Combine these notes about one group chat into at most 5 short bullet \
-    points, each starting with \"- \". Keep every day, time, place and name. Use only facts from \
-    the notes.";
+/// Ways of asking for a chunk's summary, best first (a small model follows some better than
+/// others, depending on the chat).
+const SUMMARIZE_CHUNK: &[&str] = &[
+    "Summarize this group chat in 3 short bullet points: what is planned, when and where, and who \
+     brings what.",
+    "You summarize group chats. Write at most 4 short bullet points, each starting with \"- \". \
+     Keep the key facts: what is planned, the day and time, the place, and who brings or does \
+     what. Use only facts from the chat.",
+];
+const COMBINE_NOTES: &[&str] = &[
+    "Combine these notes about one group chat into at most 5 short bullet points, each starting \
+     with \"- \". Keep every day, time, place and name. Use only facts from the notes.",
+    "Summarize these notes in 3 short bullet points: what is planned, when and where, and who \
+     does what.",
+];
 
 impl Guest for Summarize {
     fn handle(request: Request) -> Result<Response, FeatureError> {
         let FeatureInput::Summarize(messages) = request.input else {
-            return Err(FeatureError::InvalidInput("this component summarizes chats; send a summarize request".into()));
+            return Err(FeatureError::InvalidInput(
+                "this component summarizes chats; send a summarize request".into(),
+            ));
         };
         summarize(&messages, &request.options)
     }
@@ -45,17 +57,24 @@ impl Guest for Summarize {
 
 fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, FeatureError> {
     if messages.is_empty() {
-        return Err(FeatureError::InvalidInput("the chat has no messages".into()));
+        return Err(FeatureError::InvalidInput(
+            "the chat has no messages".into(),
+        ));
     }
     let lines: Vec<String> = messages.iter().filter_map(chat_line).collect();
     if lines.is_empty() {
-        return Err(FeatureError::InvalidInput("every message of the chat is empty".into()));
+        return Err(FeatureError::InvalidInput(
+            "every message of the chat is empty".into(),
+        ));
     }
     let budget = chunk_budget()?;
     let chunks = pack(&lines, budget);
     log_event(
         Event::RequestStarted,
-        &[(Field::InputMessages, messages.len()), (Field::InputChunks, chunks.len())],
+        &[
+            (Field::InputMessages, messages.len()),
+            (Field::InputChunks, chunks.len()),
+        ],
     );
 
     let mut usage = Usage::default();
@@ -64,7 +83,13 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
     let mut notes = Vec::new();
     for chunk in &chunks {
         let max_tokens = if single { final_tokens } else { NOTES_TOKENS };
-        notes.extend(ask(&mut usage, SUMMARIZE_CHUNK, chunk, options, max_tokens)?);
+        notes.extend(ask(
+            &mut usage,
+            SUMMARIZE_CHUNK,
+            chunk,
+            options,
+            max_tokens,
+        )?);
         log_event(
             Event::ChunkSummarized,
             &[(Field::CompletionTokens, usage.completion_tokens as usize)],
@@ -75,7 +100,9 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
     }
     notes.truncate(MAX_BULLETS);
     if notes.is_empty() {
-        return Err(FeatureError::ModelError("the model returned no summary".into()));
+        return Err(FeatureError::ModelError(
+            "the model returned no summary".into(),
+        ));
     }
     log_event(
         Event::RequestFinished,
@@ -84,7 +111,11 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
             (Field::CompletionTokens, usage.completion_tokens as usize),
         ],
     );
-    let text = notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n");
+    let text = notes
+        .iter()
+        .map(|n| format!("- {n}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     Ok(usage.into_response(text))
 }
 
@@ -112,23 +143,45 @@ fn combine(
     Ok(notes)
 }
 
+/// Asks each way in turn and keeps the answer that best keeps the text's facts and invents
+/// none, stopping early at a good one; returns its bullets.
 fn ask(
     usage: &mut Usage,
-    instructions: &str,
+    ways: &[&str],
     text: &str,
     options: &Options,
     max_tokens: u32,
 ) -> Result<Vec<String>, FeatureError> {
-    let completion = usage.generate(&prompt(instructions, text), &params(options, max_tokens, &[]))?;
-    Ok(bullets(&completion.text))
+    let source = Facts::of(text);
+    let mut best: Option<(usize, Vec<String>)> = None;
+    for instructions in ways {
+        let completion = usage.generate(
+            &prompt(instructions, text),
+            &params(options, max_tokens, &[]),
+        )?;
+        let items = bullets(&completion.text, &source);
+        let penalty = facts::penalty(&source, &items.join("\n"));
+        if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
+            best = Some((penalty, items));
+        }
+        // Good enough: keeps most facts (a summary may drop some) and is on task.
+        if penalty <= source.numbers.len() + source.names.len() {
+            break;
+        }
+    }
+    Ok(best.map(|(_, items)| items).unwrap_or_default())
 }
 
 /// Chat tokens one model call can take, leaving room for instructions and notes.
 fn chunk_budget() -> Result<u32, FeatureError> {
     let context = inference::context_tokens();
-    let budget = context.saturating_sub(PROMPT_OVERHEAD_TOKENS + NOTES_TOKENS).min(CHUNK_TOKENS);
+    let budget = context
+        .saturating_sub(PROMPT_OVERHEAD_TOKENS + NOTES_TOKENS)
+        .min(CHUNK_TOKENS);
     if budget < 32 {
-        return Err(FeatureError::Internal(format!("the model's context ({context} tokens) is too small to summarize")));
+        return Err(FeatureError::Internal(format!(
+            "the model's context ({context} tokens) is too small to summarize"
+        )));
     }
     Ok(budget)
 }
@@ -140,7 +193,11 @@ fn chat_line(message: &ChatMessage) -> Option<String> {
         return None;
     }
     let author = one_line(&message.author);
-    Some(if author.is_empty() { text } else { format!("{author}: {text}") })
+    Some(if author.is_empty() {
+        text
+    } else {
+        format!("{author}: {text}")
+    })
 }
 
 fn one_line(text: &str) -> String {
@@ -213,18 +270,58 @@ fn cut_word(word: &str, max: usize) -> Vec<&str> {
     parts
 }
 
-/// The bullet points of a model's answer, without their markers; a whole answer with no bullets
-/// is one bullet.
-fn bullets(text: &str) -> Vec<String> {
-    let items: Vec<String> = text
+/// The points of a model's answer: its bullet lines, or its sentences when it wrote prose;
+/// without markers, and only those that mention a fact of the source (a small model pads its
+/// answers with friendly filler), unless none does.
+fn bullets(text: &str, source: &Facts) -> Vec<String> {
+    let lines: Vec<&str> = text
         .lines()
-        .map(|line| {
-            line.trim()
-                .trim_start_matches(|c: char| c == '-' || c == '*' || c == '•' || c.is_ascii_digit() || c == '.' || c == ')')
-                .trim()
-                .to_string()
-        })
-        .filter(|item| !item.is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .collect();
-    items
+    let is_bullet = |line: &&&str| {
+        line.starts_with(['-', '*', '•']) || line.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let items: Vec<String> = if lines.iter().filter(is_bullet).count() >= lines.len().div_ceil(2) {
+        lines.iter().map(|line| strip_marker(line)).collect()
+    } else {
+        sentences(&lines.join(" "))
+    };
+    let items: Vec<String> = items.into_iter().filter(|item| !item.is_empty()).collect();
+    let factual: Vec<String> = items
+        .iter()
+        .filter(|item| source.mentioned_in(item) > 0)
+        .cloned()
+        .collect();
+    if factual.is_empty() {
+        items.into_iter().take(1).collect()
+    } else {
+        factual
+    }
+}
+
+fn strip_marker(line: &str) -> String {
+    line.trim_start_matches(|c: char| {
+        c == '-' || c == '*' || c == '•' || c.is_ascii_digit() || c == '.' || c == ')'
+    })
+    .trim()
+    .to_string()
+}
+
+/// Splits prose after `.`, `!` or `?` followed by a space (not inside "11.30").
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        current.push(c);
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|next| next.is_whitespace()) {
+            out.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
 }

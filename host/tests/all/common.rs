@@ -1,0 +1,106 @@
+//! Helpers shared by the tests: paths, policies, sandboxes with a scripted or the real model.
+
+use pp_host::artifacts::ArtifactDir;
+use pp_host::inference::{ScriptedInference, TextGenerator};
+use pp_host::llama::LlamaGenerator;
+use pp_host::log::{EventLog, MemorySink};
+use pp_host::sandbox::Sandbox;
+use pp_vocab::policy::ReleasePolicy;
+use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn release_policy() -> ReleasePolicy {
+    ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap()
+}
+
+pub fn components_dir() -> PathBuf {
+    let dir = repo().join("target/components");
+    assert!(
+        dir.join("summarize.wasm").exists(),
+        "no built components in {}: run `scripts/build-components`",
+        dir.display()
+    );
+    dir
+}
+
+pub fn components() -> ArtifactDir {
+    ArtifactDir::open(&components_dir()).unwrap()
+}
+
+pub fn model_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    std::env::var_os("PP_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(cache.join("private-processing/models"))
+}
+
+/// The real model, loaded once for the whole test binary.
+pub fn model() -> Arc<LlamaGenerator> {
+    static MODEL: OnceLock<Arc<LlamaGenerator>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = ArtifactDir::open(&model_dir())
+                .expect("no model directory: run `scripts/fetch-model`");
+            Arc::new(
+                LlamaGenerator::load(&dir, &release_policy().model).expect("loading the model"),
+            )
+        })
+        .clone()
+}
+
+/// A sandbox for `policy` and where its log lines go.
+pub fn sandbox_with(
+    policy: &ReleasePolicy,
+    generator: Arc<dyn TextGenerator>,
+) -> (Sandbox, Arc<MemorySink>) {
+    let lines = Arc::new(MemorySink::default());
+    let log = Arc::new(EventLog::new(
+        &policy.log.allowed_fields,
+        Box::new(lines.clone()),
+    ));
+    let sandbox = Sandbox::load(policy, &components(), generator, log).unwrap();
+    (sandbox, lines)
+}
+
+pub fn scripted(replies: &[&str]) -> Arc<dyn TextGenerator> {
+    Arc::new(ScriptedInference::new(
+        replies.iter().map(|r| r.to_string()).collect(),
+        2048,
+    ))
+}
+
+pub fn summarize(messages: &[(&str, &str)]) -> FeatureRequest {
+    let messages = messages
+        .iter()
+        .map(|(author, text)| ChatMessage {
+            author: author.to_string(),
+            text: text.to_string(),
+        })
+        .collect();
+    FeatureRequest {
+        input: FeatureInput::Summarize { messages },
+        options: Options::default(),
+    }
+}
+
+pub fn rewrite(draft: &str, style: Style) -> FeatureRequest {
+    FeatureRequest {
+        input: FeatureInput::Rewrite {
+            draft: draft.into(),
+            style,
+        },
+        options: Options::default(),
+    }
+}
+
+pub fn example(name: &str) -> FeatureRequest {
+    let bytes = std::fs::read(repo().join("examples").join(name)).unwrap();
+    FeatureRequest::from_json(&bytes).unwrap()
+}

@@ -1,0 +1,10 @@
+//! The host's integration tests, as one binary (one link, one model load per run).
+//!
+//! They need the built components (`scripts/build-components`) and, for the model tests, the
+//! model (`scripts/fetch-model`); `scripts/test` does both first.
+
+mod common;
+mod components;
+mod model;
+mod quality;
+mod sandbox;

@@ -1,0 +1,339 @@
+//! The sandbox contains bad components and bad input: each fails alone, with its own error, and
+//! the next request is served.
+
+use crate::common::*;
+use pp_host::artifacts::{ArtifactDir, ArtifactError};
+use pp_host::log::{EventLog, MemorySink};
+use pp_host::sandbox::{component_imports, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS};
+use pp_vocab::policy::ReleasePolicy;
+use pp_vocab::request::{RequestError, Style};
+use pp_vocab::Sha256;
+use std::sync::Arc;
+
+/// The release, with `rewrite` served by the misbehaving test component under small limits.
+fn misbehave_policy() -> ReleasePolicy {
+    let mut policy = release_policy();
+    let wasm = std::fs::read(components_dir().join("misbehave.wasm")).unwrap();
+    let rewrite = policy.features.get_mut("rewrite").unwrap();
+    rewrite.component = "misbehave.wasm".into();
+    rewrite.sha256 = Sha256::of(&wasm);
+    rewrite.fuel = 20_000_000;
+    rewrite.max_memory_bytes = 8 << 20;
+    rewrite.max_output_bytes = 4096;
+    policy
+}
+
+fn served_after(sandbox: &Sandbox) {
+    let echo = sandbox
+        .handle(&rewrite("still here", Style::Formal))
+        .expect("the next request is served");
+    assert_eq!(echo.text, "still here");
+    sandbox
+        .handle(&summarize(&[("Ana", "lunch at noon?")]))
+        .expect("other features are served");
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    let error = sandbox.handle(&rewrite("loop", Style::Formal)).unwrap_err();
+    assert_eq!(error, SandboxError::FuelExhausted { fuel: 20_000_000 });
+    served_after(&sandbox);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    let error = sandbox
+        .handle(&rewrite("memory-bomb", Style::Formal))
+        .unwrap_err();
+    assert_eq!(error, SandboxError::MemoryCap { max: 8 << 20 });
+    served_after(&sandbox);
+}
+
+#[test]
+fn a_panic_is_a_trap() {
+    let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    let error = sandbox
+        .handle(&rewrite("panic", Style::Formal))
+        .unwrap_err();
+    assert!(
+        matches!(&error, SandboxError::Trap(why) if why.contains("unreachable")),
+        "{error:?}"
+    );
+    served_after(&sandbox);
+}
+
+#[test]
+fn output_over_the_cap_does_not_leave_the_sandbox() {
+    let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    let error = sandbox
+        .handle(&rewrite("flood", Style::Formal))
+        .unwrap_err();
+    assert_eq!(
+        error,
+        SandboxError::OutputTooLarge {
+            bytes: 1 << 20,
+            max: 4096
+        }
+    );
+    served_after(&sandbox);
+}
+
+#[test]
+fn every_request_gets_a_fresh_instance() {
+    let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    for _ in 0..3 {
+        // The component counts its calls in a static: a reused instance would say 2, then 3.
+        assert_eq!(
+            sandbox
+                .handle(&rewrite("count", Style::Formal))
+                .unwrap()
+                .text,
+            "1"
+        );
+    }
+}
+
+/// A sandbox whose only feature, `rewrite`, is `wasm`.
+fn load_single(wasm: &[u8]) -> Result<Sandbox, LoadError> {
+    let dir = std::env::temp_dir().join(format!(
+        "pp-single-{}-{}",
+        std::process::id(),
+        Sha256::of(wasm)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("single.wasm"), wasm).unwrap();
+    let mut policy = release_policy();
+    let mut limits = policy.features["rewrite"].clone();
+    limits.component = "single.wasm".into();
+    limits.sha256 = Sha256::of(wasm);
+    policy.features = [("rewrite".to_string(), limits)].into();
+    let log = Arc::new(EventLog::new(
+        &policy.log.allowed_fields,
+        Box::new(MemorySink::default()),
+    ));
+    let result = Sandbox::load(
+        &policy,
+        &ArtifactDir::open(&dir).unwrap(),
+        scripted(&[]),
+        log,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    result
+}
+
+#[test]
+fn components_importing_wasi_are_refused_by_name() {
+    for import in ["wasi:filesystem/types@0.2.0", "wasi:sockets/tcp@0.2.0"] {
+        let wasm = wat::parse_str(format!("(component (import \"{import}\" (instance)))")).unwrap();
+        match load_single(&wasm) {
+            Err(LoadError::ForbiddenImport {
+                file,
+                import: named,
+            }) => {
+                assert_eq!(named, import);
+                assert!(file.ends_with("single.wasm"));
+            }
+            other => panic!(
+                "expected ForbiddenImport for {import}, got {:?}",
+                other.err()
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_component_that_is_not_the_policys_is_refused() {
+    let mut policy = release_policy();
+    let rewrite = policy.features.get_mut("rewrite").unwrap();
+    let actual = rewrite.sha256;
+    rewrite.sha256.0[0] ^= 1;
+    let expected = rewrite.sha256;
+    let log = Arc::new(EventLog::new(&[], Box::new(MemorySink::default())));
+    let error = Sandbox::load(&policy, &components(), scripted(&[]), log)
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            LoadError::Artifact(ArtifactError::DigestMismatch { .. })
+        ),
+        "{message}"
+    );
+    assert!(message.contains("rewrite.wasm"), "{message}");
+    assert!(
+        message.contains(&expected.to_string()) && message.contains(&actual.to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_built_components_import_exactly_the_world() {
+    for name in ["summarize.wasm", "rewrite.wasm"] {
+        let wasm = std::fs::read(components_dir().join(name)).unwrap();
+        let mut imports = component_imports(&wasm).unwrap();
+        imports.sort();
+        assert_eq!(imports, ALLOWED_IMPORTS, "{name}");
+    }
+}
+
+#[test]
+fn the_built_components_match_the_policy() {
+    for (feature, limits) in &release_policy().features {
+        let wasm = std::fs::read(components_dir().join(&limits.component)).unwrap();
+        assert_eq!(
+            Sha256::of(&wasm),
+            limits.sha256,
+            "{} no longer matches policies/release.toml (feature {feature}): if the change is intended, \
+             run `scripts/build-components --update-policy`",
+            limits.component
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_a_typed_error() {
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[]));
+    let malformed = |bytes: &[u8]| {
+        let error = sandbox.handle_json(bytes).unwrap_err();
+        assert!(
+            matches!(error, SandboxError::BadRequest(RequestError::Malformed(_))),
+            "{error:?}"
+        );
+        error.to_string()
+    };
+    malformed(b"{\"feature\": \"summarize\", \"input\": ");
+    malformed(b"{\"feature\":\"rewrite\",\"input\":{\"draft\":\"\xc3\x28\",\"style\":\"formal\"}}");
+    assert!(
+        malformed(br#"{"feature":"rewrite","input":{"draft":"hi","style":"poetic"}}"#)
+            .contains("poetic")
+    );
+
+    let empty = sandbox.handle(&summarize(&[])).unwrap_err();
+    assert_eq!(
+        empty,
+        SandboxError::InvalidInput("the chat has no messages".into())
+    );
+    let blank = sandbox
+        .handle(&summarize(&[("Ana", "  "), ("Ben", "")]))
+        .unwrap_err();
+    assert!(matches!(blank, SandboxError::InvalidInput(_)), "{blank:?}");
+    let no_draft = sandbox.handle(&rewrite(" \n", Style::Concise)).unwrap_err();
+    assert_eq!(
+        no_draft,
+        SandboxError::InvalidInput("the draft is empty".into())
+    );
+
+    // Over the policy's cap: refused before the component runs.
+    let huge = "a".repeat(300 * 1024);
+    let error = sandbox.handle(&summarize(&[("Ana", &huge)])).unwrap_err();
+    assert_eq!(
+        error,
+        SandboxError::InputTooLarge {
+            bytes: 300 * 1024 + 3,
+            max: 262_144
+        }
+    );
+    // Under the cap but beyond what the model can rewrite at once: the component says so.
+    let long_draft = "word ".repeat(2000);
+    let error = sandbox
+        .handle(&rewrite(&long_draft, Style::Formal))
+        .unwrap_err();
+    assert!(
+        matches!(error, SandboxError::FeatureInputTooLarge(_)),
+        "{error:?}"
+    );
+    // A request body far over any cap is not even parsed.
+    let body = format!(
+        r#"{{"feature":"rewrite","input":{{"draft":"{}","style":"formal"}}}}"#,
+        "b".repeat(1 << 20)
+    );
+    assert!(matches!(
+        sandbox.handle_json(body.as_bytes()),
+        Err(SandboxError::InputTooLarge { .. })
+    ));
+
+    served_after_release(&sandbox);
+}
+
+fn served_after_release(sandbox: &Sandbox) {
+    sandbox
+        .handle(&rewrite("see you soon", Style::Friendly))
+        .expect("still serving");
+}
+
+#[test]
+fn a_feature_outside_the_release_is_refused() {
+    let mut policy = release_policy();
+    policy.features.remove("rewrite");
+    let (sandbox, _) = sandbox_with(&policy, scripted(&[]));
+    let error = sandbox.handle(&rewrite("hi", Style::Formal)).unwrap_err();
+    assert_eq!(error, SandboxError::FeatureNotInRelease("rewrite".into()));
+}
+
+#[test]
+fn a_long_chat_is_split_summarized_and_combined() {
+    let (sandbox, lines) = sandbox_with(&release_policy(), scripted(&["- one note"]));
+    let message = "We should decide where to meet for the trip and who drives the second car.";
+    let chat: Vec<(&str, &str)> = (0..200)
+        .map(|i| (if i % 2 == 0 { "Ana" } else { "Ben" }, message))
+        .collect();
+    let response = sandbox.handle(&summarize(&chat)).unwrap();
+
+    let chunks = logged_number(&lines.lines(), "component-request-started", "input-chunks");
+    assert!(
+        chunks > 1,
+        "200 messages fit no single chunk (got {chunks})"
+    );
+    // One call per chunk, then one to combine the notes.
+    assert_eq!(response.model_calls as u64, chunks + 1);
+    assert_eq!(response.text, "- one note");
+}
+
+#[test]
+fn one_message_longer_than_a_chunk_is_cut_between_words() {
+    let (sandbox, lines) = sandbox_with(&release_policy(), scripted(&["- a note"]));
+    let long = "plans ".repeat(3000) + &"x".repeat(5000);
+    let response = sandbox.handle(&summarize(&[("Ana", &long)])).unwrap();
+    let chunks = logged_number(&lines.lines(), "component-request-started", "input-chunks");
+    assert!(chunks > 1);
+    assert_eq!(response.model_calls as u64, chunks + 1);
+}
+
+fn logged_number(lines: &[String], event: &str, field: &str) -> u64 {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("event={event} ")))
+        .expect("event logged");
+    let value = line
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .expect("field logged");
+    value.parse().unwrap()
+}
+
+#[test]
+fn the_canary_never_reaches_a_log_line() {
+    const CANARY: &str = "canary-5d41402abc4b2a76";
+    let (sandbox, lines) = sandbox_with(&misbehave_policy(), scripted(&[]));
+    // Served, echoed, refused and crashed requests, all carrying the canary.
+    let echoed = sandbox.handle(&rewrite(CANARY, Style::Formal)).unwrap();
+    assert_eq!(echoed.text, CANARY);
+    sandbox.handle(&summarize(&[(CANARY, CANARY)])).unwrap();
+    let _ = sandbox.handle_json(
+        format!(r#"{{"feature":"rewrite","input":{{"draft":"x","style":"{CANARY}"}}}}"#).as_bytes(),
+    );
+    let _ = sandbox.handle_json(format!(r#"{{"feature":"{CANARY}","input":{{}}}}"#).as_bytes());
+    let _ = sandbox.handle(&rewrite("panic", Style::Formal));
+
+    let lines = lines.lines();
+    assert!(
+        lines.len() >= 5,
+        "every request logs its outcome: {lines:?}"
+    );
+    for line in &lines {
+        assert!(!line.contains(CANARY), "log line carries plaintext: {line}");
+    }
+}
