@@ -11,23 +11,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("cannot open the artifact directory {dir}: {source}")]
-    OpenDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    OpenDir { dir: PathBuf, source: std::io::Error },
     #[error("cannot read {file}: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{file} does not match the release policy: expected sha256 {expected}, found {actual}"
-    )]
-    DigestMismatch {
-        file: PathBuf,
-        expected: Sha256,
-        actual: Sha256,
-    },
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file} does not match the release policy: expected sha256 {expected}, found {actual}")]
+    DigestMismatch { file: PathBuf, expected: Sha256, actual: Sha256 },
 }
 
 /// A directory the host may read from, and nothing else.
@@ -38,16 +26,9 @@ pub struct ArtifactDir {
 
 impl ArtifactDir {
     pub fn open(path: &Path) -> Result<Self, ArtifactError> {
-        let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|source| {
-            ArtifactError::OpenDir {
-                dir: path.into(),
-                source,
-            }
-        })?;
-        Ok(ArtifactDir {
-            dir,
-            path: path.into(),
-        })
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|source| ArtifactError::OpenDir { dir: path.into(), source })?;
+        Ok(ArtifactDir { dir, path: path.into() })
     }
 
     pub fn path(&self) -> &Path {
@@ -56,10 +37,7 @@ impl ArtifactDir {
 
     /// Reads `name` whole and checks it against `expected`.
     pub fn read_verified(&self, name: &str, expected: Sha256) -> Result<Vec<u8>, ArtifactError> {
-        let bytes = self
-            .dir
-            .read(name)
-            .map_err(|source| self.read_error(name, source))?;
+        let bytes = self.dir.read(name).map_err(|source| self.read_error(name, source))?;
         self.check(name, expected, Sha256::of(&bytes))?;
         Ok(bytes)
     }
@@ -67,15 +45,10 @@ impl ArtifactDir {
     /// Opens `name`, checks its digest by reading it through, and returns it rewound: what was
     /// checked is the open file itself, so it cannot be swapped between check and use.
     pub fn open_verified(&self, name: &str, expected: Sha256) -> Result<File, ArtifactError> {
-        let mut file = self
-            .dir
-            .open(name)
-            .map_err(|source| self.read_error(name, source))?;
-        let actual =
-            Sha256::of_reader(&mut file).map_err(|source| self.read_error(name, source))?;
+        let mut file = self.dir.open(name).map_err(|source| self.read_error(name, source))?;
+        let actual = Sha256::of_reader(&mut file).map_err(|source| self.read_error(name, source))?;
         self.check(name, expected, actual)?;
-        file.rewind()
-            .map_err(|source| self.read_error(name, source))?;
+        file.rewind().map_err(|source| self.read_error(name, source))?;
         Ok(file)
     }
 
@@ -83,19 +56,12 @@ impl ArtifactDir {
         if expected == actual {
             Ok(())
         } else {
-            Err(ArtifactError::DigestMismatch {
-                file: self.path.join(name),
-                expected,
-                actual,
-            })
+            Err(ArtifactError::DigestMismatch { file: self.path.join(name), expected, actual })
         }
     }
 
     fn read_error(&self, name: &str, source: std::io::Error) -> ArtifactError {
-        ArtifactError::Read {
-            file: self.path.join(name),
-            source,
-        }
+        ArtifactError::Read { file: self.path.join(name), source }
     }
 }
 
@@ -113,18 +79,9 @@ mod tests {
         let message = dir.read_verified("a.wasm", wrong).unwrap_err().to_string();
         assert!(message.contains("a.wasm"), "{message}");
         assert!(message.contains(&wrong.to_string()), "{message}");
-        assert!(
-            message.contains(&Sha256::of(b"bytes").to_string()),
-            "{message}"
-        );
-        assert_eq!(
-            dir.read_verified("a.wasm", Sha256::of(b"bytes")).unwrap(),
-            b"bytes"
-        );
-        assert!(matches!(
-            dir.read_verified("../a.wasm", wrong),
-            Err(ArtifactError::Read { .. })
-        ));
+        assert!(message.contains(&Sha256::of(b"bytes").to_string()), "{message}");
+        assert_eq!(dir.read_verified("a.wasm", Sha256::of(b"bytes")).unwrap(), b"bytes");
+        assert!(matches!(dir.read_verified("../a.wasm", wrong), Err(ArtifactError::Read { .. })));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

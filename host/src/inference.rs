@@ -31,12 +31,7 @@ pub struct Turn {
 
 impl fmt::Debug for Turn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Turn {{ {:?}, {} bytes }}",
-            self.role,
-            self.content.len()
-        )
+        write!(f, "Turn {{ {:?}, {} bytes }}", self.role, self.content.len())
     }
 }
 
@@ -53,13 +48,7 @@ pub struct GenerationParams {
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        GenerationParams {
-            max_tokens: 128,
-            temperature: 0.0,
-            seed: 0,
-            stop: Vec::new(),
-            repeat_penalty: 1.2,
-        }
+        GenerationParams { max_tokens: 128, temperature: 0.0, seed: 0, stop: Vec::new(), repeat_penalty: 1.2 }
     }
 }
 
@@ -94,10 +83,7 @@ impl fmt::Debug for Completion {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InferenceError {
     #[error("the prompt needs {prompt_tokens} tokens but the context holds {context_tokens}")]
-    PromptTooLong {
-        prompt_tokens: u32,
-        context_tokens: u32,
-    },
+    PromptTooLong { prompt_tokens: u32, context_tokens: u32 },
     #[error("invalid generation parameters: {0}")]
     InvalidParams(String),
     #[error("the model failed: {0}")]
@@ -110,11 +96,7 @@ pub trait TextGenerator: Send + Sync {
     fn context_tokens(&self) -> u32;
     /// Tokens that `turns` take once the chat template is applied.
     fn count_tokens(&self, turns: &[Turn]) -> Result<u32, InferenceError>;
-    fn generate(
-        &self,
-        prompt: &[Turn],
-        params: &GenerationParams,
-    ) -> Result<Completion, InferenceError>;
+    fn generate(&self, prompt: &[Turn], params: &GenerationParams) -> Result<Completion, InferenceError>;
     /// What runs, for progress output and reports (never secret).
     fn describe(&self) -> String;
 }
@@ -130,22 +112,13 @@ pub fn check_request(
         return invalid("the prompt is empty".into());
     }
     if params.max_tokens == 0 || params.max_tokens > max_new_tokens {
-        return invalid(format!(
-            "max-tokens must be 1 ..= {max_new_tokens}, not {}",
-            params.max_tokens
-        ));
+        return invalid(format!("max-tokens must be 1 ..= {max_new_tokens}, not {}", params.max_tokens));
     }
     if !params.temperature.is_finite() || !(0.0..=5.0).contains(&params.temperature) {
-        return invalid(format!(
-            "temperature must be 0.0 ..= 5.0, not {}",
-            params.temperature
-        ));
+        return invalid(format!("temperature must be 0.0 ..= 5.0, not {}", params.temperature));
     }
     if !params.repeat_penalty.is_finite() || !(0.5..=3.0).contains(&params.repeat_penalty) {
-        return invalid(format!(
-            "repeat-penalty must be 0.5 ..= 3.0, not {}",
-            params.repeat_penalty
-        ));
+        return invalid(format!("repeat-penalty must be 0.5 ..= 3.0, not {}", params.repeat_penalty));
     }
     if params.stop.len() > 16 || params.stop.iter().any(|s| s.is_empty() || s.len() > 64) {
         return invalid("at most 16 stop sequences of 1 ..= 64 bytes".into());
@@ -171,16 +144,8 @@ impl ScriptedInference {
     pub const DEFAULT_REPLY: &'static str = "- a scripted reply, not a model's";
 
     pub fn new(replies: Vec<String>, context_tokens: u32) -> Self {
-        let replies = if replies.is_empty() {
-            vec![Self::DEFAULT_REPLY.to_string()]
-        } else {
-            replies
-        };
-        ScriptedInference {
-            replies,
-            next: AtomicUsize::new(0),
-            context_tokens,
-        }
+        let replies = if replies.is_empty() { vec![Self::DEFAULT_REPLY.to_string()] } else { replies };
+        ScriptedInference { replies, next: AtomicUsize::new(0), context_tokens }
     }
 
     fn tokens(text: &str) -> u32 {
@@ -201,24 +166,14 @@ impl TextGenerator for ScriptedInference {
 
     fn count_tokens(&self, turns: &[Turn]) -> Result<u32, InferenceError> {
         // Four tokens of template around each turn, as ChatML has.
-        Ok(turns
-            .iter()
-            .map(|turn| Self::tokens(&turn.content) + 4)
-            .sum())
+        Ok(turns.iter().map(|turn| Self::tokens(&turn.content) + 4).sum())
     }
 
-    fn generate(
-        &self,
-        prompt: &[Turn],
-        params: &GenerationParams,
-    ) -> Result<Completion, InferenceError> {
+    fn generate(&self, prompt: &[Turn], params: &GenerationParams) -> Result<Completion, InferenceError> {
         check_request(prompt, params, self.context_tokens)?;
         let prompt_tokens = self.count_tokens(prompt)?;
         if prompt_tokens >= self.context_tokens {
-            return Err(InferenceError::PromptTooLong {
-                prompt_tokens,
-                context_tokens: self.context_tokens,
-            });
+            return Err(InferenceError::PromptTooLong { prompt_tokens, context_tokens: self.context_tokens });
         }
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.replies.len();
         let mut text = self.replies[index].clone();
@@ -237,19 +192,11 @@ impl TextGenerator for ScriptedInference {
             finish = FinishReason::Length;
         }
         let completion_tokens = Self::tokens(&text);
-        Ok(Completion {
-            text,
-            prompt_tokens,
-            completion_tokens,
-            finish,
-        })
+        Ok(Completion { text, prompt_tokens, completion_tokens, finish })
     }
 
     fn describe(&self) -> String {
-        format!(
-            "scripted inference ({} replies, no model)",
-            self.replies.len()
-        )
+        format!("scripted inference ({} replies, no model)", self.replies.len())
     }
 }
 
@@ -258,10 +205,7 @@ mod tests {
     use super::*;
 
     fn user(text: &str) -> Vec<Turn> {
-        vec![Turn {
-            role: Role::User,
-            content: text.into(),
-        }]
+        vec![Turn { role: Role::User, content: text.into() }]
     }
 
     #[test]
@@ -269,22 +213,10 @@ mod tests {
         let scripted = ScriptedInference::default();
         let with = |params: GenerationParams| scripted.generate(&user("hi"), &params).unwrap_err();
         for params in [
-            GenerationParams {
-                max_tokens: 0,
-                ..Default::default()
-            },
-            GenerationParams {
-                max_tokens: 1_000_000_000,
-                ..Default::default()
-            },
-            GenerationParams {
-                temperature: -1.0,
-                ..Default::default()
-            },
-            GenerationParams {
-                temperature: f32::NAN,
-                ..Default::default()
-            },
+            GenerationParams { max_tokens: 0, ..Default::default() },
+            GenerationParams { max_tokens: 1_000_000_000, ..Default::default() },
+            GenerationParams { temperature: -1.0, ..Default::default() },
+            GenerationParams { temperature: f32::NAN, ..Default::default() },
         ] {
             assert!(matches!(with(params), InferenceError::InvalidParams(_)));
         }
@@ -297,28 +229,13 @@ mod tests {
     #[test]
     fn scripted_replies_cycle_and_obey_stop_and_length() {
         let scripted = ScriptedInference::new(vec!["one. two".into(), "three".into()], 2048);
-        let params = GenerationParams {
-            stop: vec![".".into()],
-            ..Default::default()
-        };
+        let params = GenerationParams { stop: vec![".".into()], ..Default::default() };
         let first = scripted.generate(&user("x"), &params).unwrap();
-        assert_eq!(
-            (first.text.as_str(), first.finish),
-            ("one", FinishReason::StopSequence)
-        );
-        assert_eq!(
-            scripted.generate(&user("x"), &params).unwrap().text,
-            "three"
-        );
-        let short = GenerationParams {
-            max_tokens: 1,
-            ..Default::default()
-        };
+        assert_eq!((first.text.as_str(), first.finish), ("one", FinishReason::StopSequence));
+        assert_eq!(scripted.generate(&user("x"), &params).unwrap().text, "three");
+        let short = GenerationParams { max_tokens: 1, ..Default::default() };
         let cut = scripted.generate(&user("x"), &short).unwrap();
-        assert_eq!(
-            (cut.text.as_str(), cut.finish),
-            ("one.", FinishReason::Length)
-        );
+        assert_eq!((cut.text.as_str(), cut.finish), ("one.", FinishReason::Length));
     }
 
     #[test]
@@ -326,17 +243,8 @@ mod tests {
         let scripted = ScriptedInference::new(Vec::new(), 64);
         let long = "word ".repeat(100);
         assert!(matches!(
-            scripted.generate(
-                &user(&long),
-                &GenerationParams {
-                    max_tokens: 8,
-                    ..Default::default()
-                }
-            ),
-            Err(InferenceError::PromptTooLong {
-                context_tokens: 64,
-                ..
-            })
+            scripted.generate(&user(&long), &GenerationParams { max_tokens: 8, ..Default::default() }),
+            Err(InferenceError::PromptTooLong { context_tokens: 64, .. })
         ));
     }
 }

@@ -7,8 +7,8 @@
 
 use crate::artifacts::{ArtifactDir, ArtifactError};
 use crate::inference::{
-    check_request, cut_at_stop, Completion, FinishReason, GenerationParams, InferenceError,
-    TextGenerator, Turn,
+    check_request, cut_at_stop, Completion, FinishReason, GenerationParams, InferenceError, TextGenerator,
+    Turn,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::gguf::GgufContext;
@@ -41,11 +41,7 @@ pub enum ModelError {
     #[error("llama.cpp could not load {file}: {reason}")]
     Load { file: PathBuf, reason: String },
     #[error("the policy asks for {asked} tokens of context; {file} was trained for {trained}")]
-    ContextTooLarge {
-        file: PathBuf,
-        asked: u32,
-        trained: u32,
-    },
+    ContextTooLarge { file: PathBuf, asked: u32, trained: u32 },
 }
 
 /// llama.cpp's global state may be set up once per process.
@@ -83,22 +79,14 @@ impl LlamaGenerator {
 
         let backend = backend();
         let model = LlamaModel::load_from_file(backend, &fd_path, &LlamaModelParams::default())
-            .map_err(|e| ModelError::Load {
-                file: path.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ModelError::Load { file: path.clone(), reason: e.to_string() })?;
         drop(file);
-        let template = model.chat_template(None).map_err(|e| ModelError::Load {
-            file: path.clone(),
-            reason: format!("no chat template: {e}"),
-        })?;
+        let template = model
+            .chat_template(None)
+            .map_err(|e| ModelError::Load { file: path.clone(), reason: format!("no chat template: {e}") })?;
         let trained = model.n_ctx_train();
         if policy.context_tokens > trained {
-            return Err(ModelError::ContextTooLarge {
-                file: path,
-                asked: policy.context_tokens,
-                trained,
-            });
+            return Err(ModelError::ContextTooLarge { file: path, asked: policy.context_tokens, trained });
         }
         Ok(LlamaGenerator {
             model,
@@ -120,9 +108,7 @@ impl LlamaGenerator {
             .iter()
             .map(|turn| LlamaChatMessage::new(turn.role.as_str().into(), turn.content.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                InferenceError::InvalidParams("a prompt turn contains a NUL character".into())
-            })?;
+            .map_err(|_| InferenceError::InvalidParams("a prompt turn contains a NUL character".into()))?;
         let text = self
             .model
             .apply_chat_template(&self.template, &messages, open_answer)
@@ -132,21 +118,13 @@ impl LlamaGenerator {
 }
 
 fn check_architecture(fd_path: &std::path::Path, path: &std::path::Path) -> Result<(), ModelError> {
-    let gguf =
-        GgufContext::from_file(fd_path).ok_or_else(|| ModelError::NotGguf { file: path.into() })?;
+    let gguf = GgufContext::from_file(fd_path).ok_or_else(|| ModelError::NotGguf { file: path.into() })?;
     let key = gguf.find_key("general.architecture");
-    let architecture = (key >= 0)
-        .then(|| gguf.val_str(key))
-        .flatten()
-        .unwrap_or("unknown")
-        .to_string();
+    let architecture = (key >= 0).then(|| gguf.val_str(key)).flatten().unwrap_or("unknown").to_string();
     if SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
         Ok(())
     } else {
-        Err(ModelError::UnsupportedArchitecture {
-            file: path.into(),
-            architecture,
-        })
+        Err(ModelError::UnsupportedArchitecture { file: path.into(), architecture })
     }
 }
 
@@ -159,13 +137,8 @@ impl TextGenerator for LlamaGenerator {
         Ok(self.tokenize_prompt(turns, false)?.len() as u32)
     }
 
-    fn generate(
-        &self,
-        prompt: &[Turn],
-        params: &GenerationParams,
-    ) -> Result<Completion, InferenceError> {
-        self.generate_timed(prompt, params)
-            .map(|(completion, _)| completion)
+    fn generate(&self, prompt: &[Turn], params: &GenerationParams) -> Result<Completion, InferenceError> {
+        self.generate_timed(prompt, params).map(|(completion, _)| completion)
     }
 
     fn describe(&self) -> String {
@@ -194,15 +167,9 @@ impl LlamaGenerator {
         let tokens = self.tokenize_prompt(prompt, true)?;
         let prompt_tokens = tokens.len() as u32;
         if prompt_tokens >= self.context_tokens {
-            return Err(InferenceError::PromptTooLong {
-                prompt_tokens,
-                context_tokens: self.context_tokens,
-            });
+            return Err(InferenceError::PromptTooLong { prompt_tokens, context_tokens: self.context_tokens });
         }
-        let _one_at_a_time = self
-            .generating
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = self.generating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let backend_error =
             |what: &str, e: &dyn std::fmt::Display| InferenceError::Backend(format!("{what}: {e}"));
 
@@ -212,10 +179,8 @@ impl LlamaGenerator {
             .with_n_batch(self.context_tokens)
             .with_n_threads(self.threads as i32)
             .with_n_threads_batch(self.threads as i32);
-        let mut context = self
-            .model
-            .new_context(backend(), context_params)
-            .map_err(|e| backend_error("context", &e))?;
+        let mut context =
+            self.model.new_context(backend(), context_params).map_err(|e| backend_error("context", &e))?;
         let mut batch = LlamaBatch::new(self.context_tokens as usize, 1);
         let last = tokens.len() - 1;
         for (position, token) in tokens.iter().enumerate() {
@@ -224,9 +189,7 @@ impl LlamaGenerator {
                 .map_err(|e| backend_error("batch", &e))?;
         }
         let started = Instant::now();
-        context
-            .decode(&mut batch)
-            .map_err(|e| backend_error("prompt", &e))?;
+        context.decode(&mut batch).map_err(|e| backend_error("prompt", &e))?;
         let prompt_time = started.elapsed();
 
         let mut sampler = sampler(&self.model, params);
@@ -250,40 +213,19 @@ impl LlamaGenerator {
                 break FinishReason::StopSequence;
             }
             batch.clear();
-            batch
-                .add(token, position, &[0], true)
-                .map_err(|e| backend_error("batch", &e))?;
+            batch.add(token, position, &[0], true).map_err(|e| backend_error("batch", &e))?;
             position += 1;
-            context
-                .decode(&mut batch)
-                .map_err(|e| backend_error("generation", &e))?;
+            context.decode(&mut batch).map_err(|e| backend_error("generation", &e))?;
         };
-        let timings = Timings {
-            prompt: prompt_time,
-            generation: started.elapsed() - prompt_time,
-        };
+        let timings = Timings { prompt: prompt_time, generation: started.elapsed() - prompt_time };
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        Ok((
-            Completion {
-                text,
-                prompt_tokens,
-                completion_tokens,
-                finish,
-            },
-            timings,
-        ))
+        Ok((Completion { text, prompt_tokens, completion_tokens, finish }, timings))
     }
 }
 
 /// Greedy with a repeat penalty by default; seeded sampling when a temperature is given.
 fn sampler(model: &LlamaModel, params: &GenerationParams) -> LlamaSampler {
-    let penalties = LlamaSampler::penalties(
-        model.n_vocab(),
-        PENALTY_WINDOW,
-        params.repeat_penalty,
-        0.0,
-        0.0,
-    );
+    let penalties = LlamaSampler::penalties(model.n_vocab(), PENALTY_WINDOW, params.repeat_penalty, 0.0, 0.0);
     if params.temperature == 0.0 {
         LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()])
     } else {

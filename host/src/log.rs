@@ -39,10 +39,7 @@ impl MemorySink {
 
 impl LogSink for MemorySink {
     fn write_line(&self, line: &str) {
-        self.0
-            .lock()
-            .expect("log lines lock")
-            .push(line.to_string());
+        self.0.lock().expect("log lines lock").push(line.to_string());
     }
 }
 
@@ -59,10 +56,7 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(allowed_fields: &[String], sink: Box<dyn LogSink>) -> Self {
-        EventLog {
-            allowed: allowed_fields.iter().cloned().collect(),
-            sink,
-        }
+        EventLog { allowed: allowed_fields.iter().cloned().collect(), sink }
     }
 
     /// Writes `event=NAME` and the allowed fields; fields off the allow-list are dropped.
@@ -87,16 +81,7 @@ mod tests {
     fn fields_off_the_allow_list_are_dropped() {
         let sink = Arc::new(MemorySink::default());
         let log = EventLog::new(&["outcome".into()], Box::new(sink.clone()));
-        log.record(
-            "request-finished",
-            &[
-                ("outcome", LogValue::Word("ok")),
-                ("secret", LogValue::Number(7)),
-            ],
-        );
-        assert_eq!(
-            sink.lines(),
-            vec!["event=request-finished outcome=ok".to_string()]
-        );
+        log.record("request-finished", &[("outcome", LogValue::Word("ok")), ("secret", LogValue::Number(7))]);
+        assert_eq!(sink.lines(), vec!["event=request-finished outcome=ok".to_string()]);
     }
 }

@@ -18,11 +18,7 @@ use std::time::{Duration, Instant};
 mod bench;
 
 #[derive(Parser)]
-#[command(
-    name = "pp-host",
-    version,
-    about = "The Private Processing host: feature sandbox and model"
-)]
+#[command(name = "pp-host", version, about = "The Private Processing host: feature sandbox and model")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,17 +91,10 @@ pub struct ModelArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Run {
-            release,
-            json,
-            requests,
-        } => run(&release, json, &requests),
-        Command::Component(ComponentCommand::Test {
-            component,
-            input,
-            model,
-            policy,
-        }) => component_test(&component, &input, &model, &policy),
+        Command::Run { release, json, requests } => run(&release, json, &requests),
+        Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
+            component_test(&component, &input, &model, &policy)
+        }
         Command::Bench(command) => bench::run(command),
     }
 }
@@ -115,10 +104,7 @@ fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
     eprintln!("release manifest sha256 {}", policy.manifest_digest());
     let generator = load_generator(&args.model, &policy)?;
     let components = ArtifactDir::open(&args.components)?;
-    let log = Arc::new(EventLog::new(
-        &policy.log.allowed_fields,
-        Box::new(StderrSink),
-    ));
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(StderrSink)));
     let started = Instant::now();
     let sandbox = Sandbox::load(&policy, &components, generator, log)
         .context("loading the components (build them with `scripts/build-components`)")?;
@@ -152,53 +138,30 @@ fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn component_test(
-    component: &Path,
-    input: &Path,
-    model: &ModelArgs,
-    policy_file: &Path,
-) -> Result<()> {
+fn component_test(component: &Path, input: &Path, model: &ModelArgs, policy_file: &Path) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let request = FeatureRequest::from_json(&bytes)
-        .with_context(|| format!("reading {}", input.display()))?;
-    let wasm =
-        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let request =
+        FeatureRequest::from_json(&bytes).with_context(|| format!("reading {}", input.display()))?;
+    let wasm = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let digest = Sha256::of(&wasm);
-    let file_name = component
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the component path has no file name")?;
+    let file_name =
+        component.file_name().and_then(|n| n.to_str()).context("the component path has no file name")?;
     let dir = ArtifactDir::open(
-        component
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
+        component.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
     )?;
 
     // A one-feature policy for this component, with the release's limits for its feature.
     let mut policy = ReleasePolicy::load(policy_file)?;
     let feature = request.input.feature();
-    let limits = policy
-        .feature(feature)
-        .or_else(|| policy.features.values().next())
-        .cloned()
-        .context("no limits")?;
-    policy.features = [(
-        feature.to_string(),
-        FeaturePolicy {
-            component: file_name.into(),
-            sha256: digest,
-            ..limits
-        },
-    )]
-    .into();
+    let limits =
+        policy.feature(feature).or_else(|| policy.features.values().next()).cloned().context("no limits")?;
+    policy.features =
+        [(feature.to_string(), FeaturePolicy { component: file_name.into(), sha256: digest, ..limits })]
+            .into();
 
     let generator = load_generator(model, &policy)?;
     let events = Arc::new(MemorySink::default());
-    let log = Arc::new(EventLog::new(
-        &policy.log.allowed_fields,
-        Box::new(events.clone()),
-    ));
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(events.clone())));
     let sandbox = Sandbox::load(&policy, &dir, generator, log)?;
     let (result, stats) = sandbox.handle_with_stats(&request);
 
@@ -224,10 +187,7 @@ fn component_test(
 fn print_stats(stats: &RunStats) {
     println!("time       {:.1} ms", stats.duration.as_secs_f64() * 1e3);
     println!("fuel       {}", stats.fuel_used);
-    println!(
-        "memory     {} KiB linear memory at most",
-        stats.peak_memory_bytes / 1024
-    );
+    println!("memory     {} KiB linear memory at most", stats.peak_memory_bytes / 1024);
 }
 
 /// The real model unless `--scripted` names the canned responder.
@@ -240,18 +200,10 @@ pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dy
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     let models = ArtifactDir::open(&dir)
         .context("no model directory: run `scripts/fetch-model` (or pass --model-dir)")?;
-    eprintln!(
-        "loading {} from {} (checking its sha256)…",
-        policy.model.file,
-        dir.display()
-    );
+    eprintln!("loading {} from {} (checking its sha256)…", policy.model.file, dir.display());
     let started = Instant::now();
     let generator = LlamaGenerator::load(&models, &policy.model)?;
-    eprintln!(
-        "inference: {} — loaded in {} ms",
-        generator.describe(),
-        started.elapsed().as_millis()
-    );
+    eprintln!("inference: {} — loaded in {} ms", generator.describe(), started.elapsed().as_millis());
     Ok(Arc::new(generator))
 }
 
@@ -260,9 +212,7 @@ pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dy
 pub fn default_model_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
     cache.join("private-processing/models")
 }
 

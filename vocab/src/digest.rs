@@ -27,9 +27,8 @@ impl Sha256 {
 
     pub fn parse(hex_digits: &str) -> Result<Self, String> {
         let bytes = hex::decode(hex_digits).map_err(|e| format!("not a hex SHA-256 ({e})"))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("a SHA-256 has 32 bytes, this has {}", b.len()))?;
+        let bytes: [u8; 32] =
+            bytes.try_into().map_err(|b: Vec<u8>| format!("a SHA-256 has 32 bytes, this has {}", b.len()))?;
         Ok(Sha256(bytes))
     }
 }
@@ -67,10 +66,7 @@ mod tests {
     fn hex_round_trip_and_known_answer() {
         // FIPS 180-2 example: SHA-256("abc").
         let abc = Sha256::of(b"abc");
-        assert_eq!(
-            abc.to_string(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(abc.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(Sha256::parse(&abc.to_string()), Ok(abc));
         assert_eq!(Sha256::of_reader(&b"abc"[..]).unwrap(), abc);
     }

@@ -73,29 +73,21 @@ pub struct LogPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read the release policy {file}: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("release policy {file}: {message}")]
     Invalid { file: PathBuf, message: String },
 }
 
 impl ReleasePolicy {
     pub fn load(file: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Read {
-            file: file.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| PolicyError::Read { file: file.into(), source })?;
         Self::parse(&text, file)
     }
 
     /// Parses and checks a policy; `file` only names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Self, PolicyError> {
-        let invalid = |message: String| PolicyError::Invalid {
-            file: file.into(),
-            message,
-        };
+        let invalid = |message: String| PolicyError::Invalid { file: file.into(), message };
         let policy: ReleasePolicy = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         policy.check().map_err(invalid)?;
         Ok(policy)
@@ -146,10 +138,7 @@ impl ReleasePolicy {
     }
 
     pub fn log_field_allowed(&self, field: &str) -> bool {
-        self.log
-            .allowed_fields
-            .iter()
-            .any(|allowed| allowed == field)
+        self.log.allowed_fields.iter().any(|allowed| allowed == field)
     }
 }
 
@@ -159,9 +148,7 @@ fn plain_file_name(key: &str, name: &str) -> Result<(), String> {
     if plain {
         Ok(())
     } else {
-        Err(format!(
-            "{key} = {name:?} must be a plain file name, not a path"
-        ))
+        Err(format!("{key} = {name:?} must be a plain file name, not a path"))
     }
 }
 
@@ -202,32 +189,19 @@ mod tests {
 
     #[test]
     fn paths_and_zero_limits_are_refused() {
-        let text = RELEASE.replace(
-            "component = \"rewrite.wasm\"",
-            "component = \"../rewrite.wasm\"",
-        );
+        let text = RELEASE.replace("component = \"rewrite.wasm\"", "component = \"../rewrite.wasm\"");
         let message = parse(&text).unwrap_err().to_string();
         assert!(message.contains("features.rewrite.component"), "{message}");
         let text = RELEASE.replace("fuel = 1_000_000_000", "fuel = 0");
-        assert!(parse(&text)
-            .unwrap_err()
-            .to_string()
-            .contains("features.rewrite.fuel"));
+        assert!(parse(&text).unwrap_err().to_string().contains("features.rewrite.fuel"));
     }
 
     #[test]
     fn manifest_digest_follows_every_field() {
         let policy = parse(RELEASE).unwrap();
         let mut changed = policy.clone();
-        changed
-            .features
-            .get_mut("rewrite")
-            .unwrap()
-            .max_output_bytes += 1;
-        assert_eq!(
-            policy.manifest_digest(),
-            parse(RELEASE).unwrap().manifest_digest()
-        );
+        changed.features.get_mut("rewrite").unwrap().max_output_bytes += 1;
+        assert_eq!(policy.manifest_digest(), parse(RELEASE).unwrap().manifest_digest());
         assert_ne!(policy.manifest_digest(), changed.manifest_digest());
     }
 }

@@ -96,36 +96,26 @@ impl FeatureRequest {
         let wire: WireRequest = serde_json::from_slice(bytes).map_err(malformed)?;
         let input = match wire.feature.as_str() {
             "summarize" => {
-                let SummarizeWire { messages } =
-                    serde_json::from_value(wire.input).map_err(malformed)?;
+                let SummarizeWire { messages } = serde_json::from_value(wire.input).map_err(malformed)?;
                 FeatureInput::Summarize { messages }
             }
             "rewrite" => {
-                let RewriteWire { draft, style } =
-                    serde_json::from_value(wire.input).map_err(malformed)?;
+                let RewriteWire { draft, style } = serde_json::from_value(wire.input).map_err(malformed)?;
                 FeatureInput::Rewrite { draft, style }
             }
-            other => {
-                return Err(RequestError::UnknownFeature(
-                    other.chars().take(64).collect(),
-                ))
-            }
+            other => return Err(RequestError::UnknownFeature(other.chars().take(64).collect())),
         };
-        Ok(FeatureRequest {
-            input,
-            options: wire.options,
-        })
+        Ok(FeatureRequest { input, options: wire.options })
     }
 
     pub fn to_json(&self) -> Vec<u8> {
         let input = match &self.input {
-            FeatureInput::Summarize { messages } => serde_json::to_value(SummarizeWire {
-                messages: messages.clone(),
-            }),
-            FeatureInput::Rewrite { draft, style } => serde_json::to_value(RewriteWire {
-                draft: draft.clone(),
-                style: *style,
-            }),
+            FeatureInput::Summarize { messages } => {
+                serde_json::to_value(SummarizeWire { messages: messages.clone() })
+            }
+            FeatureInput::Rewrite { draft, style } => {
+                serde_json::to_value(RewriteWire { draft: draft.clone(), style: *style })
+            }
         }
         .expect("plain data serializes");
         let wire = serde_json::json!({
@@ -167,12 +157,7 @@ impl fmt::Debug for FeatureInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FeatureInput::Summarize { messages } => {
-                write!(
-                    f,
-                    "Summarize {{ {} messages, {} bytes }}",
-                    messages.len(),
-                    self.text_bytes()
-                )
+                write!(f, "Summarize {{ {} messages, {} bytes }}", messages.len(), self.text_bytes())
             }
             FeatureInput::Rewrite { style, .. } => {
                 write!(f, "Rewrite {{ {style:?}, {} bytes }}", self.text_bytes())
@@ -183,12 +168,7 @@ impl fmt::Debug for FeatureInput {
 
 impl fmt::Debug for ChatMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ChatMessage {{ {} + {} bytes }}",
-            self.author.len(),
-            self.text.len()
-        )
+        write!(f, "ChatMessage {{ {} + {} bytes }}", self.author.len(), self.text.len())
     }
 }
 
@@ -211,29 +191,17 @@ mod tests {
 
     #[test]
     fn reads_both_features_and_round_trips() {
-        let summarize =
-            br#"{"feature":"summarize","input":{"messages":[{"author":"Ana","text":"hi"}]}}"#;
+        let summarize = br#"{"feature":"summarize","input":{"messages":[{"author":"Ana","text":"hi"}]}}"#;
         let request = FeatureRequest::from_json(summarize).unwrap();
         assert_eq!(request.input.feature(), "summarize");
-        assert_eq!(
-            FeatureRequest::from_json(&request.to_json()).unwrap(),
-            request
-        );
+        assert_eq!(FeatureRequest::from_json(&request.to_json()).unwrap(), request);
 
-        let rewrite = br#"{"feature":"rewrite","input":{"draft":"yo","style":"fix-grammar"},"options":{"seed":3}}"#;
+        let rewrite =
+            br#"{"feature":"rewrite","input":{"draft":"yo","style":"fix-grammar"},"options":{"seed":3}}"#;
         let request = FeatureRequest::from_json(rewrite).unwrap();
         assert_eq!(request.options.seed, Some(3));
-        assert!(matches!(
-            request.input,
-            FeatureInput::Rewrite {
-                style: Style::FixGrammar,
-                ..
-            }
-        ));
-        assert_eq!(
-            FeatureRequest::from_json(&request.to_json()).unwrap(),
-            request
-        );
+        assert!(matches!(request.input, FeatureInput::Rewrite { style: Style::FixGrammar, .. }));
+        assert_eq!(FeatureRequest::from_json(&request.to_json()).unwrap(), request);
     }
 
     #[test]
@@ -250,47 +218,27 @@ mod tests {
         );
 
         let extra = br#"{"feature":"rewrite","input":{"draft":"yo","style":"formal","tone":1}}"#;
-        assert!(FeatureRequest::from_json(extra)
-            .unwrap_err()
-            .to_string()
-            .contains("tone"));
+        assert!(FeatureRequest::from_json(extra).unwrap_err().to_string().contains("tone"));
 
-        let not_utf8 =
-            b"{\"feature\":\"rewrite\",\"input\":{\"draft\":\"\xff\xfe\",\"style\":\"formal\"}}";
-        assert!(matches!(
-            FeatureRequest::from_json(not_utf8),
-            Err(RequestError::Malformed(_))
-        ));
+        let not_utf8 = b"{\"feature\":\"rewrite\",\"input\":{\"draft\":\"\xff\xfe\",\"style\":\"formal\"}}";
+        assert!(matches!(FeatureRequest::from_json(not_utf8), Err(RequestError::Malformed(_))));
 
-        assert!(matches!(
-            FeatureRequest::from_json(b"{\"feature\""),
-            Err(RequestError::Malformed(_))
-        ));
+        assert!(matches!(FeatureRequest::from_json(b"{\"feature\""), Err(RequestError::Malformed(_))));
     }
 
     #[test]
     fn debug_never_prints_plaintext() {
         let request = FeatureRequest {
             input: FeatureInput::Summarize {
-                messages: vec![ChatMessage {
-                    author: CANARY.into(),
-                    text: CANARY.into(),
-                }],
+                messages: vec![ChatMessage { author: CANARY.into(), text: CANARY.into() }],
             },
             options: Options::default(),
         };
-        let response = FeatureResponse {
-            text: CANARY.into(),
-            prompt_tokens: 1,
-            completion_tokens: 2,
-            model_calls: 1,
-        };
+        let response =
+            FeatureResponse { text: CANARY.into(), prompt_tokens: 1, completion_tokens: 2, model_calls: 1 };
         let printed = format!(
             "{request:?} {response:?} {:?}",
-            FeatureInput::Rewrite {
-                draft: CANARY.into(),
-                style: Style::Formal,
-            }
+            FeatureInput::Rewrite { draft: CANARY.into(), style: Style::Formal }
         );
         assert!(!printed.contains(CANARY), "{printed}");
     }

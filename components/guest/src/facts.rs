@@ -4,14 +4,8 @@
 use std::collections::BTreeSet;
 
 /// Words a small model writes when it answers the text instead of working on it.
-const OFF_TASK: &[&str] = &[
-    "as an ai",
-    "ai assistant",
-    "language model",
-    "i'm sorry",
-    "i am sorry",
-    "text-based",
-];
+const OFF_TASK: &[&str] =
+    &["as an ai", "ai assistant", "language model", "i'm sorry", "i am sorry", "text-based"];
 
 const DAYS: &[&str] = &[
     "monday",
@@ -39,15 +33,9 @@ impl Facts {
         let mut facts = Facts::default();
         let mut sentence_start = true;
         for word in text.split_whitespace() {
-            let bare: String = word
-                .chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect();
+            let bare: String = word.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect();
             let bare = bare.trim_end_matches("'s");
-            for number in word
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|n| !n.is_empty())
-            {
+            for number in word.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()) {
                 facts.numbers.insert(number.to_string());
             }
             let lower = bare.to_lowercase();
@@ -68,15 +56,8 @@ impl Facts {
     pub fn mentioned_in(&self, text: &str) -> usize {
         let other = Facts::of(text);
         let lower = text.to_lowercase();
-        self.numbers
-            .iter()
-            .filter(|n| other.numbers.contains(*n))
-            .count()
-            + self
-                .names
-                .iter()
-                .filter(|name| lower.contains(name.as_str()))
-                .count()
+        self.numbers.iter().filter(|n| other.numbers.contains(*n)).count()
+            + self.names.iter().filter(|name| lower.contains(name.as_str())).count()
     }
 
     fn count(&self) -> usize {
@@ -103,40 +84,18 @@ mod tests {
 
     #[test]
     fn finds_numbers_names_and_days() {
-        let facts = Facts::of(
-            "hey, can u send me the report by friday? need it for Dana's meeting at 3pm.",
-        );
+        let facts = Facts::of("hey, can u send me the report by friday? need it for Dana's meeting at 3pm.");
         assert_eq!(facts.numbers, BTreeSet::from(["3".to_string()]));
-        assert_eq!(
-            facts.names,
-            BTreeSet::from(["friday".to_string(), "dana".to_string()])
-        );
+        assert_eq!(facts.names, BTreeSet::from(["friday".to_string(), "dana".to_string()]));
     }
 
     #[test]
     fn penalizes_lost_and_invented_facts_and_off_task_answers() {
         let source = Facts::of("The rent of 850 euros is due on March 1. Pay it on time.");
-        assert_eq!(
-            penalty(
-                &source,
-                "Hi! Just a reminder: the 850 euros of rent are due on March 1."
-            ),
-            0
-        );
+        assert_eq!(penalty(&source, "Hi! Just a reminder: the 850 euros of rent are due on March 1."), 0);
         assert_eq!(penalty(&source, "Rent is due on March 1."), 3);
-        assert_eq!(
-            penalty(&source, "The 850 euros are due on March 1, or 900 after."),
-            2
-        );
-        assert_eq!(
-            penalty(&source, "Dear Alex, the 850 euros are due on March 1."),
-            1
-        );
-        assert!(
-            penalty(
-                &source,
-                "I'm sorry, as an AI I cannot pay 850 euros on March 1."
-            ) >= 100
-        );
+        assert_eq!(penalty(&source, "The 850 euros are due on March 1, or 900 after."), 2);
+        assert_eq!(penalty(&source, "Dear Alex, the 850 euros are due on March 1."), 1);
+        assert!(penalty(&source, "I'm sorry, as an AI I cannot pay 850 euros on March 1.") >= 100);
     }
 }

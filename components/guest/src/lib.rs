@@ -33,16 +33,10 @@ pub struct Usage {
 
 impl Usage {
     /// Calls the model and adds the call to the counts; maps the model's errors to feature errors.
-    pub fn generate(
-        &mut self,
-        prompt: &[Turn],
-        params: &Params,
-    ) -> Result<Completion, FeatureError> {
+    pub fn generate(&mut self, prompt: &[Turn], params: &Params) -> Result<Completion, FeatureError> {
         let completion = inference::generate(prompt, params).map_err(model_error)?;
         self.prompt_tokens = self.prompt_tokens.saturating_add(completion.prompt_tokens);
-        self.completion_tokens = self
-            .completion_tokens
-            .saturating_add(completion.completion_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(completion.completion_tokens);
         self.model_calls += 1;
         Ok(completion)
     }
@@ -63,37 +57,20 @@ fn model_error(error: InferenceError) -> FeatureError {
             "the prompt needs {} tokens but the model's context holds {}",
             length.prompt_tokens, length.context_tokens
         )),
-        InferenceError::InvalidParams(why) => {
-            FeatureError::Internal(format!("bad model parameters: {why}"))
-        }
+        InferenceError::InvalidParams(why) => FeatureError::Internal(format!("bad model parameters: {why}")),
         InferenceError::Backend => FeatureError::ModelError("the model failed".into()),
     }
 }
 
 /// A system turn followed by a user turn: the shape of every prompt the features send.
 pub fn prompt(system: &str, user: &str) -> Vec<Turn> {
-    vec![
-        Turn {
-            role: Role::System,
-            content: system.into(),
-        },
-        Turn {
-            role: Role::User,
-            content: user.into(),
-        },
-    ]
+    vec![Turn { role: Role::System, content: system.into() }, Turn { role: Role::User, content: user.into() }]
 }
 
 /// Tokens that `text` adds to a prompt (the count of a user turn minus the template's overhead).
 pub fn text_tokens(text: &str) -> u32 {
-    let with = inference::count_tokens(&[Turn {
-        role: Role::User,
-        content: text.into(),
-    }]);
-    let without = inference::count_tokens(&[Turn {
-        role: Role::User,
-        content: String::new(),
-    }]);
+    let with = inference::count_tokens(&[Turn { role: Role::User, content: text.into() }]);
+    let without = inference::count_tokens(&[Turn { role: Role::User, content: String::new() }]);
     with.saturating_sub(without)
 }
 
@@ -113,10 +90,7 @@ pub fn params(options: &Options, max_tokens: u32, stop: &[&str]) -> Params {
 pub fn log_event(event: Event, fields: &[(Field, usize)]) {
     let fields: Vec<FieldValue> = fields
         .iter()
-        .map(|&(field, value)| FieldValue {
-            field,
-            value: value.min(u16::MAX as usize) as u16,
-        })
+        .map(|&(field, value)| FieldValue { field, value: value.min(u16::MAX as usize) as u16 })
         .collect();
     log::emit(event, &fields);
 }

@@ -15,9 +15,7 @@ pp_guest::export!(Misbehave);
 impl Guest for Misbehave {
     fn handle(request: Request) -> Result<Response, FeatureError> {
         let FeatureInput::Rewrite(input) = request.input else {
-            return Err(FeatureError::InvalidInput(
-                "send a rewrite request naming a misbehaviour".into(),
-            ));
+            return Err(FeatureError::InvalidInput("send a rewrite request naming a misbehaviour".into()));
         };
         let text = match input.draft.as_str() {
             "loop" => spin(),

@@ -5,8 +5,8 @@
 
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
-    inference, log_event, params, prompt, text_tokens, Event, FeatureError, FeatureInput, Field,
-    Guest, Options, Request, Response, RewriteInput, Style, Usage,
+    inference, log_event, params, prompt, text_tokens, Event, FeatureError, FeatureInput, Field, Guest,
+    Options, Request, Response, RewriteInput, Style, Usage,
 };
 
 struct Rewrite;
@@ -43,18 +43,12 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
             "the draft has {draft_tokens} tokens; at most {room} can be rewritten at once"
         )));
     }
-    log_event(
-        Event::RequestStarted,
-        &[(Field::PromptTokens, draft_tokens as usize)],
-    );
+    log_event(Event::RequestStarted, &[(Field::PromptTokens, draft_tokens as usize)]);
 
     // A small model often answers the draft instead of rewriting it, or drops a name. Ask in a
     // few ways, greedily and then sampled with fixed seeds, and keep the first answer that keeps
     // every fact of the draft and invents none (else the one that comes closest).
-    let max_tokens = options
-        .max_output_tokens
-        .unwrap_or(draft_tokens * 2 + 32)
-        .clamp(1, room);
+    let max_tokens = options.max_output_tokens.unwrap_or(draft_tokens * 2 + 32).clamp(1, room);
     let source = Facts::of(draft);
     let ways = prompts(input.style, draft);
     let greedy = ways.iter().map(|way| (way, options.clone()));
@@ -69,10 +63,7 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     let mut usage = Usage::default();
     let mut best: Option<(usize, String)> = None;
     for ((system, user), options) in greedy.chain(sampled) {
-        let completion = usage.generate(
-            &prompt(system, user),
-            &params(&options, max_tokens, &["\n\n\n"]),
-        )?;
+        let completion = usage.generate(&prompt(system, user), &params(&options, max_tokens, &["\n\n\n"]))?;
         let text = clean(&completion.text, draft);
         let penalty = facts::penalty(&source, &text);
         if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
@@ -84,14 +75,9 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     }
     let text = best.map(|(_, text)| text).unwrap_or_default();
     if text.is_empty() {
-        return Err(FeatureError::ModelError(
-            "the model returned an empty rewrite".into(),
-        ));
+        return Err(FeatureError::ModelError("the model returned an empty rewrite".into()));
     }
-    log_event(
-        Event::RequestFinished,
-        &[(Field::CompletionTokens, usage.completion_tokens as usize)],
-    );
+    log_event(Event::RequestFinished, &[(Field::CompletionTokens, usage.completion_tokens as usize)]);
     Ok(usage.into_response(text))
 }
 
@@ -150,12 +136,8 @@ fn prompts(style: Style, draft: &str) -> [(String, String); 3] {
 /// in quotes, surrounding quotes.
 fn clean(text: &str, draft: &str) -> String {
     let mut text = text.trim();
-    for label in [
-        "Rewritten message:",
-        "Corrected message:",
-        "Here is the rewritten message:",
-        "Rewritten:",
-    ] {
+    for label in ["Rewritten message:", "Corrected message:", "Here is the rewritten message:", "Rewritten:"]
+    {
         if let Some(rest) = text.strip_prefix(label) {
             text = rest.trim();
         }

@@ -8,8 +8,8 @@
 
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
-    inference, log_event, params, prompt, text_tokens, ChatMessage, Event, FeatureError,
-    FeatureInput, Field, Guest, Options, Request, Response, Usage,
+    inference, log_event, params, prompt, text_tokens, ChatMessage, Event, FeatureError, FeatureInput, Field,
+    Guest, Options, Request, Response, Usage,
 };
 
 struct Summarize;
@@ -57,24 +57,17 @@ impl Guest for Summarize {
 
 fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, FeatureError> {
     if messages.is_empty() {
-        return Err(FeatureError::InvalidInput(
-            "the chat has no messages".into(),
-        ));
+        return Err(FeatureError::InvalidInput("the chat has no messages".into()));
     }
     let lines: Vec<String> = messages.iter().filter_map(chat_line).collect();
     if lines.is_empty() {
-        return Err(FeatureError::InvalidInput(
-            "every message of the chat is empty".into(),
-        ));
+        return Err(FeatureError::InvalidInput("every message of the chat is empty".into()));
     }
     let budget = chunk_budget()?;
     let chunks = pack(&lines, budget);
     log_event(
         Event::RequestStarted,
-        &[
-            (Field::InputMessages, messages.len()),
-            (Field::InputChunks, chunks.len()),
-        ],
+        &[(Field::InputMessages, messages.len()), (Field::InputChunks, chunks.len())],
     );
 
     let mut usage = Usage::default();
@@ -83,26 +76,15 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
     let mut notes = Vec::new();
     for chunk in &chunks {
         let max_tokens = if single { final_tokens } else { NOTES_TOKENS };
-        notes.extend(ask(
-            &mut usage,
-            SUMMARIZE_CHUNK,
-            chunk,
-            options,
-            max_tokens,
-        )?);
-        log_event(
-            Event::ChunkSummarized,
-            &[(Field::CompletionTokens, usage.completion_tokens as usize)],
-        );
+        notes.extend(ask(&mut usage, SUMMARIZE_CHUNK, chunk, options, max_tokens)?);
+        log_event(Event::ChunkSummarized, &[(Field::CompletionTokens, usage.completion_tokens as usize)]);
     }
     if !single {
         notes = combine(&mut usage, notes, budget, options, final_tokens)?;
     }
     notes.truncate(MAX_BULLETS);
     if notes.is_empty() {
-        return Err(FeatureError::ModelError(
-            "the model returned no summary".into(),
-        ));
+        return Err(FeatureError::ModelError("the model returned no summary".into()));
     }
     log_event(
         Event::RequestFinished,
@@ -111,11 +93,7 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
             (Field::CompletionTokens, usage.completion_tokens as usize),
         ],
     );
-    let text = notes
-        .iter()
-        .map(|n| format!("- {n}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n");
     Ok(usage.into_response(text))
 }
 
@@ -155,10 +133,7 @@ fn ask(
     let source = Facts::of(text);
     let mut best: Option<(usize, Vec<String>)> = None;
     for instructions in ways {
-        let completion = usage.generate(
-            &prompt(instructions, text),
-            &params(options, max_tokens, &[]),
-        )?;
+        let completion = usage.generate(&prompt(instructions, text), &params(options, max_tokens, &[]))?;
         let items = bullets(&completion.text, &source);
         let penalty = facts::penalty(&source, &items.join("\n"));
         if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
@@ -175,9 +150,7 @@ fn ask(
 /// Chat tokens one model call can take, leaving room for instructions and notes.
 fn chunk_budget() -> Result<u32, FeatureError> {
     let context = inference::context_tokens();
-    let budget = context
-        .saturating_sub(PROMPT_OVERHEAD_TOKENS + NOTES_TOKENS)
-        .min(CHUNK_TOKENS);
+    let budget = context.saturating_sub(PROMPT_OVERHEAD_TOKENS + NOTES_TOKENS).min(CHUNK_TOKENS);
     if budget < 32 {
         return Err(FeatureError::Internal(format!(
             "the model's context ({context} tokens) is too small to summarize"
@@ -193,11 +166,7 @@ fn chat_line(message: &ChatMessage) -> Option<String> {
         return None;
     }
     let author = one_line(&message.author);
-    Some(if author.is_empty() {
-        text
-    } else {
-        format!("{author}: {text}")
-    })
+    Some(if author.is_empty() { text } else { format!("{author}: {text}") })
 }
 
 fn one_line(text: &str) -> String {
@@ -274,25 +243,16 @@ fn cut_word(word: &str, max: usize) -> Vec<&str> {
 /// without markers, and only those that mention a fact of the source (a small model pads its
 /// answers with friendly filler), unless none does.
 fn bullets(text: &str, source: &Facts) -> Vec<String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let is_bullet = |line: &&&str| {
-        line.starts_with(['-', '*', '•']) || line.starts_with(|c: char| c.is_ascii_digit())
-    };
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let is_bullet =
+        |line: &&&str| line.starts_with(['-', '*', '•']) || line.starts_with(|c: char| c.is_ascii_digit());
     let items: Vec<String> = if lines.iter().filter(is_bullet).count() >= lines.len().div_ceil(2) {
         lines.iter().map(|line| strip_marker(line)).collect()
     } else {
         sentences(&lines.join(" "))
     };
     let items: Vec<String> = items.into_iter().filter(|item| !item.is_empty()).collect();
-    let factual: Vec<String> = items
-        .iter()
-        .filter(|item| source.mentioned_in(item) > 0)
-        .cloned()
-        .collect();
+    let factual: Vec<String> = items.iter().filter(|item| source.mentioned_in(item) > 0).cloned().collect();
     if factual.is_empty() {
         items.into_iter().take(1).collect()
     } else {

@@ -36,9 +36,7 @@ pub fn model_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    std::env::var_os("PP_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(cache.join("private-processing/models"))
+    std::env::var_os("PP_MODEL_DIR").map(PathBuf::from).unwrap_or(cache.join("private-processing/models"))
 }
 
 /// The real model, loaded once for the whole test binary.
@@ -46,56 +44,35 @@ pub fn model() -> Arc<LlamaGenerator> {
     static MODEL: OnceLock<Arc<LlamaGenerator>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let dir = ArtifactDir::open(&model_dir())
-                .expect("no model directory: run `scripts/fetch-model`");
-            Arc::new(
-                LlamaGenerator::load(&dir, &release_policy().model).expect("loading the model"),
-            )
+            let dir = ArtifactDir::open(&model_dir()).expect("no model directory: run `scripts/fetch-model`");
+            Arc::new(LlamaGenerator::load(&dir, &release_policy().model).expect("loading the model"))
         })
         .clone()
 }
 
 /// A sandbox for `policy` and where its log lines go.
-pub fn sandbox_with(
-    policy: &ReleasePolicy,
-    generator: Arc<dyn TextGenerator>,
-) -> (Sandbox, Arc<MemorySink>) {
+pub fn sandbox_with(policy: &ReleasePolicy, generator: Arc<dyn TextGenerator>) -> (Sandbox, Arc<MemorySink>) {
     let lines = Arc::new(MemorySink::default());
-    let log = Arc::new(EventLog::new(
-        &policy.log.allowed_fields,
-        Box::new(lines.clone()),
-    ));
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(lines.clone())));
     let sandbox = Sandbox::load(policy, &components(), generator, log).unwrap();
     (sandbox, lines)
 }
 
 pub fn scripted(replies: &[&str]) -> Arc<dyn TextGenerator> {
-    Arc::new(ScriptedInference::new(
-        replies.iter().map(|r| r.to_string()).collect(),
-        2048,
-    ))
+    Arc::new(ScriptedInference::new(replies.iter().map(|r| r.to_string()).collect(), 2048))
 }
 
 pub fn summarize(messages: &[(&str, &str)]) -> FeatureRequest {
     let messages = messages
         .iter()
-        .map(|(author, text)| ChatMessage {
-            author: author.to_string(),
-            text: text.to_string(),
-        })
+        .map(|(author, text)| ChatMessage { author: author.to_string(), text: text.to_string() })
         .collect();
-    FeatureRequest {
-        input: FeatureInput::Summarize { messages },
-        options: Options::default(),
-    }
+    FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() }
 }
 
 pub fn rewrite(draft: &str, style: Style) -> FeatureRequest {
     FeatureRequest {
-        input: FeatureInput::Rewrite {
-            draft: draft.into(),
-            style,
-        },
+        input: FeatureInput::Rewrite { draft: draft.into(), style },
         options: Options::default(),
     }
 }

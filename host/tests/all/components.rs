@@ -8,37 +8,25 @@ use pp_vocab::request::Style;
 #[test]
 fn summarize_keeps_the_factual_answer_and_drops_filler() {
     let vague = "- Everyone had a great time chatting.";
-    let factual = "* The picnic is on Saturday at 11am at Riverside Park\n2. Plans are fun\n- Rain: Maya's place";
+    let factual =
+        "* The picnic is on Saturday at 11am at Riverside Park\n2. Plans are fun\n- Rain: Maya's place";
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[vague, factual]));
     let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
-    assert_eq!(
-        response.text,
-        "- The picnic is on Saturday at 11am at Riverside Park\n- Rain: Maya's place"
-    );
-    assert_eq!(
-        response.model_calls, 2,
-        "one way of asking, then a second after a vague answer"
-    );
+    assert_eq!(response.text, "- The picnic is on Saturday at 11am at Riverside Park\n- Rain: Maya's place");
+    assert_eq!(response.model_calls, 2, "one way of asking, then a second after a vague answer");
 }
 
 #[test]
 fn summarize_turns_prose_into_bullets() {
-    let prose =
-        "This chat is lovely. They meet on Saturday at 11.30 at Riverside Park! Maya brings cake.";
+    let prose = "This chat is lovely. They meet on Saturday at 11.30 at Riverside Park! Maya brings cake.";
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[prose]));
     let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
-    assert_eq!(
-        response.text,
-        "- They meet on Saturday at 11.30 at Riverside Park!\n- Maya brings cake."
-    );
+    assert_eq!(response.text, "- They meet on Saturday at 11.30 at Riverside Park!\n- Maya brings cake.");
 }
 
 #[test]
 fn summarize_keeps_at_most_five_bullets() {
-    let answer = (1..=9)
-        .map(|i| format!("- point {i} about Saturday"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let answer = (1..=9).map(|i| format!("- point {i} about Saturday")).collect::<Vec<_>>().join("\n");
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[&answer]));
     let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
     assert_eq!(response.text.lines().count(), 5);
@@ -48,10 +36,7 @@ fn summarize_keeps_at_most_five_bullets() {
 fn rewrite_keeps_the_first_answer_that_keeps_every_fact() {
     let off_task = "I'm sorry, as an AI assistant I cannot send reports.";
     let good = "Could you please send me the report by Friday? I need it for the meeting with Dana at 3pm.";
-    let (sandbox, _) = sandbox_with(
-        &release_policy(),
-        scripted(&[off_task, good, "never asked"]),
-    );
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[off_task, good, "never asked"]));
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
     assert_eq!(response.text, good);
     assert_eq!(response.model_calls, 2);
@@ -59,30 +44,20 @@ fn rewrite_keeps_the_first_answer_that_keeps_every_fact() {
 
 #[test]
 fn rewrite_strips_the_wrapping_a_small_model_adds() {
-    let (sandbox, _) = sandbox_with(
-        &release_policy(),
-        scripted(&["Rewritten message: \"Dear Dana, please send it.\""]),
-    );
+    let (sandbox, _) =
+        sandbox_with(&release_policy(), scripted(&["Rewritten message: \"Dear Dana, please send it.\""]));
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
     assert_eq!(response.text, "Dear Dana, please send it.");
     let introduced = "Here is a formal version:\n\"Please send me the report by Friday for the meeting with Dana at 3pm.\"";
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[introduced]));
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
-    assert_eq!(
-        response.text,
-        "Please send me the report by Friday for the meeting with Dana at 3pm."
-    );
+    assert_eq!(response.text, "Please send me the report by Friday for the meeting with Dana at 3pm.");
 }
 
 #[test]
 fn rewrite_serves_every_style() {
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["see you at 5"]));
-    for style in [
-        Style::Formal,
-        Style::Friendly,
-        Style::Concise,
-        Style::FixGrammar,
-    ] {
+    for style in [Style::Formal, Style::Friendly, Style::Concise, Style::FixGrammar] {
         let response = sandbox.handle(&rewrite("see u at 5", style)).unwrap();
         assert_eq!(response.text, "see you at 5", "{style:?}");
     }

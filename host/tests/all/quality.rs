@@ -5,11 +5,7 @@ use crate::common::*;
 
 fn contains_all(text: &str, facts: &[&str]) -> Vec<String> {
     let lower = text.to_lowercase();
-    facts
-        .iter()
-        .filter(|fact| !lower.contains(&fact.to_lowercase()))
-        .map(|f| f.to_string())
-        .collect()
+    facts.iter().filter(|fact| !lower.contains(&fact.to_lowercase())).map(|f| f.to_string()).collect()
 }
 
 #[test]
@@ -18,15 +14,9 @@ fn the_picnic_summary_names_the_key_facts() {
     let summary = sandbox.handle(&example("picnic-chat.json")).unwrap().text;
     println!("{summary}");
     let missing = contains_all(&summary, &["saturday", "11", "riverside park"]);
-    assert!(
-        missing.is_empty(),
-        "the summary misses {missing:?}:\n{summary}"
-    );
+    assert!(missing.is_empty(), "the summary misses {missing:?}:\n{summary}");
     let lines = summary.lines().count();
-    assert!(
-        (1..=5).contains(&lines),
-        "a few bullets, not {lines}:\n{summary}"
-    );
+    assert!((1..=5).contains(&lines), "a few bullets, not {lines}:\n{summary}");
 }
 
 #[test]
@@ -35,23 +25,14 @@ fn a_formal_rewrite_keeps_names_and_numbers() {
     let rewritten = sandbox.handle(&example("draft-formal.json")).unwrap().text;
     println!("{rewritten}");
     let missing = contains_all(&rewritten, &["Dana", "3", "Friday", "report"]);
-    assert!(
-        missing.is_empty(),
-        "the rewrite loses {missing:?}:\n{rewritten}"
-    );
+    assert!(missing.is_empty(), "the rewrite loses {missing:?}:\n{rewritten}");
 }
 
 #[test]
 fn a_friendly_rewrite_keeps_the_amount_and_date() {
     let (sandbox, _) = sandbox_with(&release_policy(), model());
-    let rewritten = sandbox
-        .handle(&example("draft-friendly.json"))
-        .unwrap()
-        .text;
+    let rewritten = sandbox.handle(&example("draft-friendly.json")).unwrap().text;
     println!("{rewritten}");
     let missing = contains_all(&rewritten, &["850", "March 1"]);
-    assert!(
-        missing.is_empty(),
-        "the rewrite loses {missing:?}:\n{rewritten}"
-    );
+    assert!(missing.is_empty(), "the rewrite loses {missing:?}:\n{rewritten}");
 }

@@ -3,8 +3,11 @@
 
 use crate::common::*;
 use pp_host::artifacts::{ArtifactDir, ArtifactError};
+use pp_host::inference::{
+    Completion, FinishReason, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
+};
 use pp_host::log::{EventLog, MemorySink};
-use pp_host::sandbox::{component_imports, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS};
+use pp_host::sandbox::{component_imports, Allocation, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS};
 use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{RequestError, Style};
 use pp_vocab::Sha256;
@@ -24,13 +27,9 @@ fn misbehave_policy() -> ReleasePolicy {
 }
 
 fn served_after(sandbox: &Sandbox) {
-    let echo = sandbox
-        .handle(&rewrite("still here", Style::Formal))
-        .expect("the next request is served");
+    let echo = sandbox.handle(&rewrite("still here", Style::Formal)).expect("the next request is served");
     assert_eq!(echo.text, "still here");
-    sandbox
-        .handle(&summarize(&[("Ana", "lunch at noon?")]))
-        .expect("other features are served");
+    sandbox.handle(&summarize(&[("Ana", "lunch at noon?")])).expect("other features are served");
 }
 
 #[test]
@@ -44,9 +43,7 @@ fn an_infinite_loop_runs_out_of_fuel() {
 #[test]
 fn a_memory_bomb_hits_the_memory_cap() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox
-        .handle(&rewrite("memory-bomb", Style::Formal))
-        .unwrap_err();
+    let error = sandbox.handle(&rewrite("memory-bomb", Style::Formal)).unwrap_err();
     assert_eq!(error, SandboxError::MemoryCap { max: 8 << 20 });
     served_after(&sandbox);
 }
@@ -54,29 +51,16 @@ fn a_memory_bomb_hits_the_memory_cap() {
 #[test]
 fn a_panic_is_a_trap() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox
-        .handle(&rewrite("panic", Style::Formal))
-        .unwrap_err();
-    assert!(
-        matches!(&error, SandboxError::Trap(why) if why.contains("unreachable")),
-        "{error:?}"
-    );
+    let error = sandbox.handle(&rewrite("panic", Style::Formal)).unwrap_err();
+    assert!(matches!(&error, SandboxError::Trap(why) if why.contains("unreachable")), "{error:?}");
     served_after(&sandbox);
 }
 
 #[test]
 fn output_over_the_cap_does_not_leave_the_sandbox() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox
-        .handle(&rewrite("flood", Style::Formal))
-        .unwrap_err();
-    assert_eq!(
-        error,
-        SandboxError::OutputTooLarge {
-            bytes: 1 << 20,
-            max: 4096
-        }
-    );
+    let error = sandbox.handle(&rewrite("flood", Style::Formal)).unwrap_err();
+    assert_eq!(error, SandboxError::OutputTooLarge { bytes: 1 << 20, max: 4096 });
     served_after(&sandbox);
 }
 
@@ -85,23 +69,13 @@ fn every_request_gets_a_fresh_instance() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
     for _ in 0..3 {
         // The component counts its calls in a static: a reused instance would say 2, then 3.
-        assert_eq!(
-            sandbox
-                .handle(&rewrite("count", Style::Formal))
-                .unwrap()
-                .text,
-            "1"
-        );
+        assert_eq!(sandbox.handle(&rewrite("count", Style::Formal)).unwrap().text, "1");
     }
 }
 
 /// A sandbox whose only feature, `rewrite`, is `wasm`.
 fn load_single(wasm: &[u8]) -> Result<Sandbox, LoadError> {
-    let dir = std::env::temp_dir().join(format!(
-        "pp-single-{}-{}",
-        std::process::id(),
-        Sha256::of(wasm)
-    ));
+    let dir = std::env::temp_dir().join(format!("pp-single-{}-{}", std::process::id(), Sha256::of(wasm)));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("single.wasm"), wasm).unwrap();
     let mut policy = release_policy();
@@ -109,16 +83,8 @@ fn load_single(wasm: &[u8]) -> Result<Sandbox, LoadError> {
     limits.component = "single.wasm".into();
     limits.sha256 = Sha256::of(wasm);
     policy.features = [("rewrite".to_string(), limits)].into();
-    let log = Arc::new(EventLog::new(
-        &policy.log.allowed_fields,
-        Box::new(MemorySink::default()),
-    ));
-    let result = Sandbox::load(
-        &policy,
-        &ArtifactDir::open(&dir).unwrap(),
-        scripted(&[]),
-        log,
-    );
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(MemorySink::default())));
+    let result = Sandbox::load(&policy, &ArtifactDir::open(&dir).unwrap(), scripted(&[]), log);
     std::fs::remove_dir_all(&dir).unwrap();
     result
 }
@@ -128,17 +94,11 @@ fn components_importing_wasi_are_refused_by_name() {
     for import in ["wasi:filesystem/types@0.2.0", "wasi:sockets/tcp@0.2.0"] {
         let wasm = wat::parse_str(format!("(component (import \"{import}\" (instance)))")).unwrap();
         match load_single(&wasm) {
-            Err(LoadError::ForbiddenImport {
-                file,
-                import: named,
-            }) => {
+            Err(LoadError::ForbiddenImport { file, import: named }) => {
                 assert_eq!(named, import);
                 assert!(file.ends_with("single.wasm"));
             }
-            other => panic!(
-                "expected ForbiddenImport for {import}, got {:?}",
-                other.err()
-            ),
+            other => panic!("expected ForbiddenImport for {import}, got {:?}", other.err()),
         }
     }
 }
@@ -151,22 +111,11 @@ fn a_component_that_is_not_the_policys_is_refused() {
     rewrite.sha256.0[0] ^= 1;
     let expected = rewrite.sha256;
     let log = Arc::new(EventLog::new(&[], Box::new(MemorySink::default())));
-    let error = Sandbox::load(&policy, &components(), scripted(&[]), log)
-        .err()
-        .expect("refused");
+    let error = Sandbox::load(&policy, &components(), scripted(&[]), log).err().expect("refused");
     let message = error.to_string();
-    assert!(
-        matches!(
-            error,
-            LoadError::Artifact(ArtifactError::DigestMismatch { .. })
-        ),
-        "{message}"
-    );
+    assert!(matches!(error, LoadError::Artifact(ArtifactError::DigestMismatch { .. })), "{message}");
     assert!(message.contains("rewrite.wasm"), "{message}");
-    assert!(
-        message.contains(&expected.to_string()) && message.contains(&actual.to_string()),
-        "{message}"
-    );
+    assert!(message.contains(&expected.to_string()) && message.contains(&actual.to_string()), "{message}");
 }
 
 #[test]
@@ -198,70 +147,34 @@ fn bad_input_gets_a_typed_error() {
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[]));
     let malformed = |bytes: &[u8]| {
         let error = sandbox.handle_json(bytes).unwrap_err();
-        assert!(
-            matches!(error, SandboxError::BadRequest(RequestError::Malformed(_))),
-            "{error:?}"
-        );
+        assert!(matches!(error, SandboxError::BadRequest(RequestError::Malformed(_))), "{error:?}");
         error.to_string()
     };
     malformed(b"{\"feature\": \"summarize\", \"input\": ");
     malformed(b"{\"feature\":\"rewrite\",\"input\":{\"draft\":\"\xc3\x28\",\"style\":\"formal\"}}");
-    assert!(
-        malformed(br#"{"feature":"rewrite","input":{"draft":"hi","style":"poetic"}}"#)
-            .contains("poetic")
-    );
+    assert!(malformed(br#"{"feature":"rewrite","input":{"draft":"hi","style":"poetic"}}"#).contains("poetic"));
 
     let empty = sandbox.handle(&summarize(&[])).unwrap_err();
-    assert_eq!(
-        empty,
-        SandboxError::InvalidInput("the chat has no messages".into())
-    );
-    let blank = sandbox
-        .handle(&summarize(&[("Ana", "  "), ("Ben", "")]))
-        .unwrap_err();
+    assert_eq!(empty, SandboxError::InvalidInput("the chat has no messages".into()));
+    let blank = sandbox.handle(&summarize(&[("Ana", "  "), ("Ben", "")])).unwrap_err();
     assert!(matches!(blank, SandboxError::InvalidInput(_)), "{blank:?}");
     let no_draft = sandbox.handle(&rewrite(" \n", Style::Concise)).unwrap_err();
-    assert_eq!(
-        no_draft,
-        SandboxError::InvalidInput("the draft is empty".into())
-    );
+    assert_eq!(no_draft, SandboxError::InvalidInput("the draft is empty".into()));
 
     // Over the policy's cap: refused before the component runs.
     let huge = "a".repeat(300 * 1024);
     let error = sandbox.handle(&summarize(&[("Ana", &huge)])).unwrap_err();
-    assert_eq!(
-        error,
-        SandboxError::InputTooLarge {
-            bytes: 300 * 1024 + 3,
-            max: 262_144
-        }
-    );
+    assert_eq!(error, SandboxError::InputTooLarge { bytes: 300 * 1024 + 3, max: 262_144 });
     // Under the cap but beyond what the model can rewrite at once: the component says so.
     let long_draft = "word ".repeat(2000);
-    let error = sandbox
-        .handle(&rewrite(&long_draft, Style::Formal))
-        .unwrap_err();
-    assert!(
-        matches!(error, SandboxError::FeatureInputTooLarge(_)),
-        "{error:?}"
-    );
+    let error = sandbox.handle(&rewrite(&long_draft, Style::Formal)).unwrap_err();
+    assert!(matches!(error, SandboxError::FeatureInputTooLarge(_)), "{error:?}");
     // A request body far over any cap is not even parsed.
-    let body = format!(
-        r#"{{"feature":"rewrite","input":{{"draft":"{}","style":"formal"}}}}"#,
-        "b".repeat(1 << 20)
-    );
-    assert!(matches!(
-        sandbox.handle_json(body.as_bytes()),
-        Err(SandboxError::InputTooLarge { .. })
-    ));
+    let body =
+        format!(r#"{{"feature":"rewrite","input":{{"draft":"{}","style":"formal"}}}}"#, "b".repeat(1 << 20));
+    assert!(matches!(sandbox.handle_json(body.as_bytes()), Err(SandboxError::InputTooLarge { .. })));
 
-    served_after_release(&sandbox);
-}
-
-fn served_after_release(sandbox: &Sandbox) {
-    sandbox
-        .handle(&rewrite("see you soon", Style::Friendly))
-        .expect("still serving");
+    sandbox.handle(&rewrite("see you soon", Style::Friendly)).expect("still serving");
 }
 
 #[test]
@@ -277,16 +190,12 @@ fn a_feature_outside_the_release_is_refused() {
 fn a_long_chat_is_split_summarized_and_combined() {
     let (sandbox, lines) = sandbox_with(&release_policy(), scripted(&["- one note"]));
     let message = "We should decide where to meet for the trip and who drives the second car.";
-    let chat: Vec<(&str, &str)> = (0..200)
-        .map(|i| (if i % 2 == 0 { "Ana" } else { "Ben" }, message))
-        .collect();
+    let chat: Vec<(&str, &str)> =
+        (0..200).map(|i| (if i % 2 == 0 { "Ana" } else { "Ben" }, message)).collect();
     let response = sandbox.handle(&summarize(&chat)).unwrap();
 
     let chunks = logged_number(&lines.lines(), "component-request-started", "input-chunks");
-    assert!(
-        chunks > 1,
-        "200 messages fit no single chunk (got {chunks})"
-    );
+    assert!(chunks > 1, "200 messages fit no single chunk (got {chunks})");
     // One call per chunk, then one to combine the notes.
     assert_eq!(response.model_calls as u64, chunks + 1);
     assert_eq!(response.text, "- one note");
@@ -303,14 +212,8 @@ fn one_message_longer_than_a_chunk_is_cut_between_words() {
 }
 
 fn logged_number(lines: &[String], event: &str, field: &str) -> u64 {
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with(&format!("event={event} ")))
-        .expect("event logged");
-    let value = line
-        .split(' ')
-        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-        .expect("field logged");
+    let line = lines.iter().find(|l| l.starts_with(&format!("event={event} "))).expect("event logged");
+    let value = line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{field}="))).expect("field logged");
     value.parse().unwrap()
 }
 
@@ -329,11 +232,61 @@ fn the_canary_never_reaches_a_log_line() {
     let _ = sandbox.handle(&rewrite("panic", Style::Formal));
 
     let lines = lines.lines();
-    assert!(
-        lines.len() >= 5,
-        "every request logs its outcome: {lines:?}"
-    );
+    assert!(lines.len() >= 5, "every request logs its outcome: {lines:?}");
     for line in &lines {
         assert!(!line.contains(CANARY), "log line carries plaintext: {line}");
     }
+}
+
+/// Holds every generation until the test lets it go.
+struct Gate {
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl TextGenerator for Gate {
+    fn context_tokens(&self) -> u32 {
+        2048
+    }
+    fn count_tokens(&self, turns: &[Turn]) -> Result<u32, InferenceError> {
+        ScriptedInference::default().count_tokens(turns)
+    }
+    fn generate(&self, _: &[Turn], _: &GenerationParams) -> Result<Completion, InferenceError> {
+        self.entered.send(()).unwrap();
+        self.release.lock().unwrap().recv().unwrap();
+        let text = "see you at 5".to_string();
+        Ok(Completion { text, prompt_tokens: 1, completion_tokens: 1, finish: FinishReason::EndOfSequence })
+    }
+    fn describe(&self) -> String {
+        "gate".into()
+    }
+}
+
+#[test]
+fn a_request_beyond_the_pool_is_busy_and_the_pool_recovers() {
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(Gate { entered: entered_tx, release: std::sync::Mutex::new(release_rx) });
+    let policy = release_policy();
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(MemorySink::default())));
+    let sandbox = Arc::new(
+        Sandbox::load_with(&policy, &components(), gate, log, Allocation::Pooling { instances: 1 }).unwrap(),
+    );
+
+    let first = std::thread::spawn({
+        let sandbox = sandbox.clone();
+        move || sandbox.handle(&rewrite("see u at 5", Style::Formal))
+    });
+    entered.recv().unwrap(); // the first request holds the only slot, inside the model call
+    assert_eq!(sandbox.handle(&summarize(&[("Ana", "hi")])).unwrap_err(), SandboxError::Busy);
+    release.send(()).unwrap();
+    assert_eq!(first.join().unwrap().unwrap().text, "see you at 5");
+
+    let again = std::thread::spawn({
+        let sandbox = sandbox.clone();
+        move || sandbox.handle(&rewrite("see u at 5", Style::Formal))
+    });
+    entered.recv().unwrap();
+    release.send(()).unwrap();
+    assert!(again.join().unwrap().is_ok(), "the slot is free again");
 }

@@ -29,18 +29,14 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let out = args.out.unwrap_or_else(|| root.join("target/components"));
     build_modules(&root)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     let mut digests = Vec::new();
     for name in COMPONENTS {
-        let module = root.join(format!(
-            "target/wasm/wasm32-unknown-unknown/release/{name}.wasm"
-        ));
+        let module = root.join(format!("target/wasm/wasm32-unknown-unknown/release/{name}.wasm"));
         let component = componentize(&module)?;
         let digest = hex::encode(Sha256::digest(&component));
         let path = out.join(format!("{name}.wasm"));
@@ -59,9 +55,7 @@ fn build_modules(root: &Path) -> Result<()> {
     eprintln!("building components (wasm32-unknown-unknown, release)…");
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
     let rustflags = format!(
         "--remap-path-prefix={}=/pp --remap-path-prefix={}=/cargo",
         root.display(),
@@ -69,13 +63,7 @@ fn build_modules(root: &Path) -> Result<()> {
     );
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root.join("components"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
+        .args(["build", "--release", "--locked", "--target", "wasm32-unknown-unknown"])
         .arg("--target-dir")
         .arg(root.join("target/wasm"))
         .env("RUSTFLAGS", rustflags)
@@ -99,20 +87,15 @@ fn componentize(module: &Path) -> Result<Vec<u8>> {
 /// Rewrites the `sha256` of each `[features.NAME]` to its component's new digest, keeping the rest of
 /// the file (comments included) as it is.
 fn update_policy(policy: &Path, digests: &[(&str, String)]) -> Result<()> {
-    let text =
-        std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", policy.display()))?;
+    let text = std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().with_context(|| format!("parsing {}", policy.display()))?;
     let features = doc["features"]
         .as_table_mut()
         .with_context(|| format!("{}: no [features] table", policy.display()))?;
     for (name, table) in features.iter_mut() {
         let file = table["component"].as_str().unwrap_or_default().to_string();
-        let Some((_, digest)) = digests
-            .iter()
-            .find(|(built, _)| format!("{built}.wasm") == file)
-        else {
+        let Some((_, digest)) = digests.iter().find(|(built, _)| format!("{built}.wasm") == file) else {
             bail!(
                 "{}: feature {name} names component {file:?}, which this tool does not build",
                 policy.display()
