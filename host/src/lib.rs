@@ -4,13 +4,13 @@
 //! - [`sandbox`]: runs each request in a fresh, limited instance of the feature's component;
 //! - [`inference`]: the text-generation trait behind the components' `inference` import, and
 //!   [`llama`], its llama.cpp implementation for GGUF models;
-//! - [`artifacts`]: the one directory the host reads, every file checked against the policy;
-//! - [`log`]: the allow-listed event log, which cannot carry text.
+//! - [`artifacts`]: the one directory the host reads, every file checked against the policy.
+//!
+//! Its log is [`pp_vocab::log`]: allow-listed fields, never text.
 
 #![forbid(unsafe_code)]
 
 pub mod artifacts;
 pub mod inference;
 pub mod llama;
-pub mod log;
 pub mod sandbox;

@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{ScriptedInference, TextGenerator};
 use pp_host::llama::LlamaGenerator;
-use pp_host::log::{EventLog, LogSink, MemorySink, StderrSink};
 use pp_host::sandbox::{RunStats, Sandbox};
+use pp_vocab::log::{EventLog, MemorySink, StderrSink};
 use pp_vocab::policy::{FeaturePolicy, ReleasePolicy};
 use pp_vocab::request::FeatureRequest;
 use pp_vocab::Sha256;
@@ -220,11 +220,4 @@ pub fn default_model_dir() -> PathBuf {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
-}
-
-/// Log lines are dropped (benchmarks).
-pub struct DiscardSink;
-
-impl LogSink for DiscardSink {
-    fn write_line(&self, _line: &str) {}
 }

@@ -9,7 +9,7 @@
 
 use crate::artifacts::{ArtifactDir, ArtifactError};
 use crate::inference::{self, GenerationParams, InferenceError, TextGenerator};
-use crate::log::{EventLog, LogValue};
+use pp_vocab::log::{EventLog, LogValue};
 use pp_vocab::policy::{FeaturePolicy, ReleasePolicy};
 use pp_vocab::request::{self as wire, FeatureRequest, FeatureResponse, RequestError};
 use std::collections::BTreeMap;

@@ -4,11 +4,15 @@
 //!   their plaintext never prints (`Debug` shows sizes only).
 //! - [`policy`]: the release policy (components, limits, model, log allow-list) and the digest of
 //!   its canonical form, the release manifest.
+//! - [`config`]: strict TOML configuration for every service;
+//! - [`log`]: the allow-listed event log every party writes, which cannot carry text;
 //! - [`Sha256`]: a digest that reads and writes as lowercase hex.
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 mod digest;
+pub mod log;
 pub mod policy;
 pub mod request;
 

@@ -3,8 +3,8 @@
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{ScriptedInference, TextGenerator};
 use pp_host::llama::LlamaGenerator;
-use pp_host::log::{EventLog, MemorySink};
 use pp_host::sandbox::Sandbox;
+use pp_vocab::log::{EventLog, MemorySink};
 use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use std::path::{Path, PathBuf};

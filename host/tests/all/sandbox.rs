@@ -6,8 +6,8 @@ use pp_host::artifacts::{ArtifactDir, ArtifactError};
 use pp_host::inference::{
     Completion, FinishReason, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
 };
-use pp_host::log::{EventLog, MemorySink};
 use pp_host::sandbox::{component_imports, Allocation, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS};
+use pp_vocab::log::{EventLog, MemorySink};
 use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{RequestError, Style};
 use pp_vocab::Sha256;
@@ -110,7 +110,7 @@ fn a_component_that_is_not_the_policys_is_refused() {
     let actual = rewrite.sha256;
     rewrite.sha256.0[0] ^= 1;
     let expected = rewrite.sha256;
-    let log = Arc::new(EventLog::new(&[], Box::new(MemorySink::default())));
+    let log = Arc::new(EventLog::new(&[] as &[&str], Box::new(MemorySink::default())));
     let error = Sandbox::load(&policy, &components(), scripted(&[]), log).err().expect("refused");
     let message = error.to_string();
     assert!(matches!(error, LoadError::Artifact(ArtifactError::DigestMismatch { .. })), "{message}");

@@ -1,0 +1,249 @@
+//! Oblivious HTTP from the device: encapsulate, send through the relay, decapsulate.
+//!
+//! The gateway's key configuration comes from the key directory. Every mirror given must serve
+//! the same bytes: a key that not everybody sees could single this device out, so a difference
+//! is refused. When the gateway answers that the key id is unknown (RFC 9458 §5.3, after a
+//! rotation), the transport fetches the keys again and retries once, without the user noticing.
+
+use std::fmt;
+use std::io::Cursor;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
+pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
+/// RFC 9458 §5.3.
+pub const KEY_PROBLEM_TYPE: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
+/// The relay marks the refusals it makes itself (not the gateway's) with this header.
+pub const RELAY_REFUSAL_HEADER: &str = "pp-relay-refusal";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot reach the key directory at {url}: {why}")]
+    KeyDirectoryUnreachable { url: String, why: String },
+    #[error("the key directories {first} and {second} serve different gateway keys: refusing a key that not everybody sees")]
+    KeyMismatch { first: String, second: String },
+    #[error("the published gateway key configuration is unusable: {0}")]
+    BadKeyConfig(String),
+    #[error("cannot reach the relay at {url}: {why}")]
+    RelayUnreachable { url: String, why: String },
+    #[error("the relay refused the request ({status}): {detail}")]
+    RelayRefused { status: u16, detail: String },
+    #[error("the gateway no longer accepts its published key, even after fetching it again")]
+    KeyRotated,
+    #[error("the gateway refused the request ({status}): {detail}")]
+    GatewayRefused { status: u16, detail: String },
+    #[error("malformed answer: {0}")]
+    MalformedAnswer(String),
+}
+
+/// A request for the gateway to pass to a host. Its body is private: `Debug` shows its size.
+#[derive(Clone, PartialEq)]
+pub struct InnerRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The host's answer, as the gateway passed it back.
+#[derive(Clone, PartialEq)]
+pub struct InnerResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for InnerRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InnerRequest {{ POST {}, {} headers, {} bytes }}",
+            self.path,
+            self.headers.len(),
+            self.body.len()
+        )
+    }
+}
+
+impl fmt::Debug for InnerResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InnerResponse {{ {}, {} headers, {} bytes }}",
+            self.status,
+            self.headers.len(),
+            self.body.len()
+        )
+    }
+}
+
+impl InnerResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct TransportConfig {
+    /// The relay's URL.
+    pub relay_url: String,
+    /// `ohttp-keys` URLs of the key directory and its mirrors; all must serve the same bytes.
+    pub key_urls: Vec<String>,
+    /// Connect from this local address (tests use it to tell the device's address apart).
+    pub local_address: Option<IpAddr>,
+    pub timeout: Duration,
+}
+
+pub struct Transport {
+    config: TransportConfig,
+    http: reqwest::Client,
+    /// The encoded key configuration list last fetched.
+    keys: Mutex<Option<Vec<u8>>>,
+}
+
+enum Attempt {
+    Answer(InnerResponse),
+    KeyRefused,
+}
+
+impl Transport {
+    pub fn new(config: TransportConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .local_address(config.local_address)
+            .build()
+            .expect("a plain HTTP client builds");
+        Transport { config, http, keys: Mutex::new(None) }
+    }
+
+    /// Sends `request` through the relay; fetches the gateway's keys first if need be, and
+    /// again (once) if the gateway says they were rotated.
+    pub async fn send(&self, request: &InnerRequest) -> Result<InnerResponse, TransportError> {
+        for _ in 0..2 {
+            let keys = match self.cached_keys() {
+                Some(keys) => keys,
+                None => self.fetch_keys().await?,
+            };
+            match self.attempt(&keys, request).await? {
+                Attempt::Answer(answer) => return Ok(answer),
+                Attempt::KeyRefused => *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            }
+        }
+        Err(TransportError::KeyRotated)
+    }
+
+    fn cached_keys(&self) -> Option<Vec<u8>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches `ohttp-keys` from every key URL and keeps them if all are the same bytes.
+    pub async fn fetch_keys(&self) -> Result<Vec<u8>, TransportError> {
+        let mut agreed: Option<(String, Vec<u8>)> = None;
+        for url in &self.config.key_urls {
+            let bytes = self.fetch(url).await?;
+            match &agreed {
+                Some((first, seen)) if *seen != bytes => {
+                    return Err(TransportError::KeyMismatch { first: first.clone(), second: url.clone() })
+                }
+                Some(_) => {}
+                None => agreed = Some((url.clone(), bytes)),
+            }
+        }
+        let (_, keys) =
+            agreed.ok_or_else(|| TransportError::BadKeyConfig("no key directory configured".into()))?;
+        let configs =
+            ohttp::KeyConfig::decode_list(&keys).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+        if configs.is_empty() {
+            return Err(TransportError::BadKeyConfig("the list is empty".into()));
+        }
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
+        Ok(keys)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, TransportError> {
+        let unreachable = |why: String| TransportError::KeyDirectoryUnreachable { url: url.into(), why };
+        let answer = self.http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(unreachable(format!("it answered {}", answer.status())));
+        }
+        let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn attempt(&self, keys: &[u8], request: &InnerRequest) -> Result<Attempt, TransportError> {
+        let sender = ohttp::ClientRequest::from_encoded_config_list(keys)
+            .map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+        let (sealed, opener) =
+            sender.encapsulate(&encode(request)?).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+        let relay = &self.config.relay_url;
+        let answer = self
+            .http
+            .post(relay)
+            .header("content-type", REQUEST_MEDIA_TYPE)
+            .body(sealed)
+            .send()
+            .await
+            .map_err(|e| TransportError::RelayUnreachable { url: relay.clone(), why: e.to_string() })?;
+        let status = answer.status().as_u16();
+        let by_relay = answer.headers().contains_key(RELAY_REFUSAL_HEADER);
+        let media_type =
+            answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let body = answer.bytes().await.map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;
+        if status == 200 && media_type == RESPONSE_MEDIA_TYPE {
+            let inner =
+                opener.decapsulate(&body).map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;
+            return decode(&inner).map(Attempt::Answer);
+        }
+        let detail = String::from_utf8_lossy(&body).trim().chars().take(200).collect::<String>();
+        if by_relay {
+            return Err(TransportError::RelayRefused { status, detail });
+        }
+        if status == 400 && media_type == "application/problem+json" && is_key_problem(&body) {
+            return Ok(Attempt::KeyRefused);
+        }
+        Err(TransportError::GatewayRefused { status, detail })
+    }
+}
+
+fn is_key_problem(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|problem| problem["type"] == KEY_PROBLEM_TYPE)
+}
+
+fn encode(request: &InnerRequest) -> Result<Vec<u8>, TransportError> {
+    let mut message = bhttp::Message::request(
+        b"POST".to_vec(),
+        b"https".to_vec(),
+        b"gateway".to_vec(),
+        request.path.as_bytes().to_vec(),
+    );
+    for (name, value) in &request.headers {
+        message.put_header(name.as_bytes(), value.as_bytes());
+    }
+    message.write_content(&request.body);
+    let mut encoded = Vec::new();
+    message
+        .write_bhttp(bhttp::Mode::KnownLength, &mut encoded)
+        .map_err(|e| TransportError::BadKeyConfig(format!("encoding the request: {e}")))?;
+    Ok(encoded)
+}
+
+fn decode(inner: &[u8]) -> Result<InnerResponse, TransportError> {
+    let message = bhttp::Message::read_bhttp(&mut Cursor::new(inner))
+        .map_err(|e| TransportError::MalformedAnswer(format!("not binary HTTP: {e}")))?;
+    let status = message
+        .control()
+        .status()
+        .ok_or_else(|| TransportError::MalformedAnswer("the answer is not a response".into()))?
+        .code();
+    let headers = message
+        .header()
+        .iter()
+        .map(|field| {
+            (
+                String::from_utf8_lossy(field.name()).into_owned(),
+                String::from_utf8_lossy(field.value()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(InnerResponse { status, headers, body: message.content().to_vec() })
+}

@@ -1,0 +1,238 @@
+//! A whole network path on loopback: key directory, relay, gateway and echo hosts, each a real
+//! HTTP server, with spies on the wires that record what each party received.
+
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use pp_client::transport::{Transport, TransportConfig};
+use pp_gateway::keys::{KeyFile, KeySet};
+use pp_gateway::{Gateway, GatewayConfig};
+use pp_relay::RelayConfig;
+use pp_vocab::log::{EventLog, MemorySink};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The device's address in these tests: the relay sees it, nobody else may.
+pub const DEVICE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+pub async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// What an echo host received: headers and body of each request.
+pub type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A host that answers `POST /echo` with the body it got, and `POST /whoami` with its index.
+pub async fn echo_host(index: usize) -> (String, Received, Arc<AtomicBool>) {
+    let received: Received = Arc::default();
+    let seen = received.clone();
+    let up = Arc::new(AtomicBool::new(true));
+    let health = up.clone();
+    let app = axum::Router::new()
+        .route(
+            "/echo",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((headers, body.clone()));
+                    ([("content-type", "application/octet-stream")], body)
+                }
+            }),
+        )
+        .route("/whoami", post(move || async move { format!("host {index}") }))
+        .route(
+            "/health",
+            get(move || {
+                let up = health.load(Ordering::Relaxed);
+                async move {
+                    if up {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }),
+        );
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received, up)
+}
+
+/// A TCP forwarder that records every byte sent through it towards `target`, connecting from
+/// `source` when given (so the party behind it sees that address).
+pub async fn spy(target: SocketAddr, source: Option<IpAddr>) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let listener = listener().await;
+    let address = listener.local_addr().unwrap();
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let socket = TcpSocket::new_v4().unwrap();
+            if let Some(source) = source {
+                socket.bind(SocketAddr::new(source, 0)).unwrap();
+            }
+            let Ok(outbound) = socket.connect(target).await else { continue };
+            tokio::spawn(pipe(inbound, outbound, recorded.clone()));
+        }
+    });
+    (address, seen)
+}
+
+async fn pipe(inbound: TcpStream, outbound: TcpStream, seen: Arc<Mutex<Vec<u8>>>) {
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let upstream = async move {
+        let mut buffer = vec![0u8; 16 * 1024];
+        while let Ok(n) = in_read.read(&mut buffer).await {
+            if n == 0 || out_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+            seen.lock().unwrap().extend_from_slice(&buffer[..n]);
+        }
+        let _ = out_write.shutdown().await;
+    };
+    let downstream = async move {
+        let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+        let _ = in_write.shutdown().await;
+    };
+    tokio::join!(upstream, downstream);
+}
+
+pub struct Stack {
+    /// Where the device sends (a spy in front of the relay, connecting from [`DEVICE_ADDRESS`]).
+    pub relay_url: String,
+    pub key_url: String,
+    pub keydir: PathBuf,
+    pub key_file: Mutex<KeyFile>,
+    pub gateway: Arc<Gateway>,
+    pub relay_log: Arc<MemorySink>,
+    pub gateway_log: Arc<MemorySink>,
+    /// Bytes the relay received from the device.
+    pub relay_received: Arc<Mutex<Vec<u8>>>,
+    /// Bytes the gateway received from the relay.
+    pub gateway_received: Arc<Mutex<Vec<u8>>>,
+    pub hosts: Vec<Received>,
+    host_up: Vec<Arc<AtomicBool>>,
+}
+
+pub fn relay_config(gateway_url: String) -> RelayConfig {
+    pp_vocab::config::parse(
+        &format!("listen = \"127.0.0.1:0\"\ngateway_url = \"{gateway_url}\"\n"),
+        "test".as_ref(),
+    )
+    .unwrap()
+}
+
+/// Starts a key directory, `hosts` echo hosts, a gateway and a relay on loopback.
+pub async fn start(hosts: usize) -> Stack {
+    start_with(hosts, |_| {}).await
+}
+
+pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
+    let keydir = std::env::temp_dir().join(format!("pp-keydir-{}-{}", std::process::id(), rand_suffix()));
+    let key_file = KeyFile::generate();
+    let keys = KeySet::new(&key_file).unwrap();
+    pp_gateway::publish(&keys, &keydir).unwrap();
+    let key_url = serve_keydir(keydir.clone()).await;
+
+    let mut urls = Vec::new();
+    let mut received = Vec::new();
+    let mut host_up = Vec::new();
+    for index in 0..hosts {
+        let (url, seen, up) = echo_host(index).await;
+        urls.push(url);
+        received.push(seen);
+        host_up.push(up);
+    }
+    let gateway_log = Arc::new(MemorySink::default());
+    let config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        keys_file: keydir.join("unused"),
+        publish_dir: None,
+        hosts: urls,
+        health_interval_ms: 200,
+        session_ttl_secs: 300,
+        max_body_bytes: 1 << 20,
+        host_timeout_ms: 10_000,
+    };
+    let gateway =
+        Gateway::new(config, keys, EventLog::new(pp_gateway::LOG_FIELDS, Box::new(gateway_log.clone())));
+    let gateway_listener = listener().await;
+    let gateway_address = gateway_listener.local_addr().unwrap();
+    tokio::spawn(pp_gateway::serve(gateway.clone(), gateway_listener));
+    let (gateway_spy, gateway_received) = spy(gateway_address, None).await;
+
+    let relay_log = Arc::new(MemorySink::default());
+    let mut relay = relay_config(format!("http://{gateway_spy}/gateway"));
+    adjust_relay(&mut relay);
+    let relay_listener = listener().await;
+    let relay_address = relay_listener.local_addr().unwrap();
+    let log = EventLog::new(pp_relay::LOG_FIELDS, Box::new(relay_log.clone()));
+    tokio::spawn(pp_relay::serve(relay, relay_listener, log));
+    let (relay_spy, relay_received) = spy(relay_address, Some(IpAddr::V4(DEVICE_ADDRESS))).await;
+
+    Stack {
+        relay_url: format!("http://{relay_spy}/"),
+        key_url,
+        keydir,
+        key_file: Mutex::new(key_file),
+        gateway,
+        relay_log,
+        gateway_log,
+        relay_received,
+        gateway_received,
+        hosts: received,
+        host_up,
+    }
+}
+
+pub async fn serve_keydir(dir: PathBuf) -> String {
+    let config = pp_keydir::KeyDirConfig { listen: "127.0.0.1:0".parse().unwrap(), dir, max_age_secs: 60 };
+    let listener = listener().await;
+    let url = format!("http://{}/ohttp-keys", listener.local_addr().unwrap());
+    tokio::spawn(pp_keydir::serve(config, listener));
+    url
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Stack {
+    pub fn transport(&self) -> Transport {
+        Transport::new(TransportConfig {
+            relay_url: self.relay_url.clone(),
+            key_urls: vec![self.key_url.clone()],
+            local_address: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Makes a host fail its health checks.
+    pub fn stop_host(&self, index: usize) {
+        self.host_up[index].store(false, Ordering::Relaxed);
+    }
+
+    /// Rotates or retires the gateway's keys and republishes them.
+    pub fn change_keys(&self, change: fn(&mut KeyFile)) {
+        let mut file = self.key_file.lock().unwrap();
+        change(&mut file);
+        let keys = KeySet::new(&file).unwrap();
+        pp_gateway::publish(&keys, &self.keydir).unwrap();
+        self.gateway.set_keys(keys);
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}

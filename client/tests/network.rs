@@ -1,0 +1,197 @@
+//! The network path end to end on loopback: device → relay → gateway → host and back, with what
+//! each party received checked against what it may learn.
+
+mod common;
+
+use common::*;
+use pp_client::transport::{InnerRequest, Transport, TransportConfig, TransportError};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const CANARY: &[u8] = b"canary-8b1a9953c4611296";
+
+fn echo(body: &[u8]) -> InnerRequest {
+    InnerRequest {
+        path: "/echo".into(),
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: body.to_vec(),
+    }
+}
+
+fn whoami(session: &str) -> InnerRequest {
+    InnerRequest {
+        path: "/whoami".into(),
+        headers: vec![("pp-session".into(), session.into())],
+        body: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_request_crosses_relay_and_gateway_and_each_learns_only_its_share() {
+    let stack = start(1).await;
+    let answer = stack.transport().send(&echo(CANARY)).await.unwrap();
+    assert_eq!((answer.status, answer.body.as_slice()), (200, CANARY));
+
+    let device = DEVICE_ADDRESS.to_string();
+    // The relay got only ciphertext, and says nothing of it in its log.
+    let relay_received = stack.relay_received.lock().unwrap().clone();
+    assert!(contains(&relay_received, b"message/ohttp-req"), "the spy saw the device's request");
+    assert!(!contains(&relay_received, CANARY), "the relay received plaintext");
+    for line in stack.relay_log.lines() {
+        assert!(!line.contains("canary") && !line.contains(&device), "relay log: {line}");
+    }
+    // The gateway got ciphertext from the relay, with nothing that names the device.
+    let gateway_received = String::from_utf8_lossy(&stack.gateway_received.lock().unwrap()).to_lowercase();
+    assert!(gateway_received.contains("message/ohttp-req"));
+    assert!(!gateway_received.contains("canary"));
+    for marker in [device.as_str(), "forwarded", "x-forwarded-for", "x-real-ip", "cookie", "user-agent"] {
+        assert!(!gateway_received.contains(marker), "the gateway received {marker:?}");
+    }
+    for line in stack.gateway_log.lines() {
+        assert!(!line.contains(&device), "gateway log: {line}");
+    }
+    // The host got the plaintext (in the full system, still inside the attested TLS session).
+    let host_received = stack.hosts[0].lock().unwrap();
+    assert_eq!(host_received[0].1.as_ref(), CANARY);
+    assert!(host_received[0].0.iter().all(|(_, value)| !value.to_str().unwrap_or("").contains(&device)));
+}
+
+#[tokio::test]
+async fn keys_rotate_without_the_user_noticing() {
+    let stack = start(1).await;
+    let transport = stack.transport();
+    transport.send(&echo(b"one")).await.unwrap();
+
+    // Overlap: the old key still works, without a refetch.
+    stack.change_keys(|file| file.rotate());
+    transport.send(&echo(b"two")).await.unwrap();
+    assert!(!stack.gateway_log.lines().iter().any(|l| l.contains("outcome=unknown-key")));
+
+    // After the overlap the old key id gets the RFC 9458 problem answer; the device refetches.
+    stack.change_keys(|file| file.retire());
+    let answer = transport.send(&echo(b"three")).await.unwrap();
+    assert_eq!(answer.body, b"three");
+    let lines = stack.gateway_log.lines();
+    assert_eq!(lines.iter().filter(|l| l.contains("outcome=unknown-key")).count(), 1, "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_key_that_not_everybody_sees_is_refused() {
+    let stack = start(1).await;
+    // A second "mirror" that hands out another key.
+    let other = std::env::temp_dir().join(format!("pp-keydir-other-{}", std::process::id()));
+    let other_keys = pp_gateway::keys::KeySet::new(&pp_gateway::keys::KeyFile::generate()).unwrap();
+    pp_gateway::publish(&other_keys, &other).unwrap();
+    let mirror = serve_keydir(other).await;
+    let transport = Transport::new(TransportConfig {
+        relay_url: stack.relay_url.clone(),
+        key_urls: vec![stack.key_url.clone(), mirror.clone()],
+        local_address: None,
+        timeout: Duration::from_secs(5),
+    });
+    let error = transport.send(&echo(b"x")).await.unwrap_err();
+    assert_eq!(error, TransportError::KeyMismatch { first: stack.key_url.clone(), second: mirror });
+    assert!(error.to_string().contains("not everybody sees"));
+    assert!(stack.relay_received.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn sessions_stay_on_one_host_and_avoid_unhealthy_ones() {
+    let stack = start(2).await;
+    let transport = stack.transport();
+    let host_of = |answer: pp_client::transport::InnerResponse| String::from_utf8(answer.body).unwrap();
+    let first = host_of(transport.send(&whoami("aaaa")).await.unwrap());
+    for _ in 0..4 {
+        assert_eq!(host_of(transport.send(&whoami("aaaa")).await.unwrap()), first);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        seen.insert(host_of(transport.send(&whoami(&format!("s{i}"))).await.unwrap()));
+    }
+    assert_eq!(seen.len(), 2, "new sessions are spread over the pool");
+
+    // A host that stops answering is taken out: its session fails clearly, new ones avoid it.
+    let down = if first == "host 0" { 0 } else { 1 };
+    stack.stop_host(down);
+    stack.gateway.check_hosts().await;
+    let answer = transport.send(&whoami("aaaa")).await.unwrap();
+    assert_eq!(answer.status, 503, "the session's host is gone");
+    for i in 0..4 {
+        let answer = transport.send(&whoami(&format!("after{i}"))).await.unwrap();
+        assert_eq!(host_of(answer), format!("host {}", 1 - down));
+    }
+}
+
+#[tokio::test]
+async fn the_relay_refuses_what_it_must_and_keeps_serving() {
+    let stack = start_with(1, |relay| {
+        relay.max_body_bytes = 4096;
+        relay.client_timeout_ms = 300;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        http.post(stack.relay_url.clone()).header("content-type", content_type).body(body).send()
+    };
+    let wrong_type = post("application/json", b"{}".to_vec()).await.unwrap();
+    assert_eq!(wrong_type.status(), 415);
+    assert!(wrong_type.headers().contains_key(pp_relay::REFUSAL_HEADER));
+    assert_eq!(post("message/ohttp-req", vec![1; 10_000]).await.unwrap().status(), 413);
+
+    // A slow client: headers promise 100 bytes, 10 come, then nothing.
+    let address = stack.relay_url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!("POST / HTTP/1.1\r\nhost: {address}\r\ncontent-type: message/ohttp-req\r\ncontent-length: 100\r\n\r\n");
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[0u8; 10]).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut slow, &mut answer))
+            .await;
+    let answer = String::from_utf8_lossy(&answer[..read.unwrap().unwrap()]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    assert_eq!(stack.transport().send(&echo(b"still here")).await.unwrap().body, b"still here");
+}
+
+#[tokio::test]
+async fn the_relay_limits_requests_per_client_address() {
+    let stack = start_with(1, |relay| relay.requests_per_minute = 3).await;
+    let transport = stack.transport();
+    for _ in 0..3 {
+        transport.send(&echo(b"x")).await.unwrap();
+    }
+    let error = transport.send(&echo(b"x")).await.unwrap_err();
+    assert!(matches!(error, TransportError::RelayRefused { status: 429, .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_bad_encapsulations_clearly_and_keeps_serving() {
+    let stack = start(1).await;
+    let http = reqwest::Client::new();
+    let send = |body: Vec<u8>| {
+        http.post(stack.relay_url.clone()).header("content-type", "message/ohttp-req").body(body).send()
+    };
+
+    // An unknown key id: the RFC 9458 problem response.
+    let mut unknown = vec![99u8];
+    unknown.extend_from_slice(&[0u8; 80]);
+    let answer = send(unknown).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(problem["type"], pp_client::transport::KEY_PROBLEM_TYPE);
+
+    // Random bytes under the right key id, a truncated request, an empty one.
+    let mut random: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+    random[0] = 1;
+    for body in [random, vec![1, 0, 32], Vec::new()] {
+        let answer = send(body).await.unwrap();
+        assert_eq!(answer.status(), 400);
+        assert!(
+            !answer.headers().contains_key(pp_relay::REFUSAL_HEADER),
+            "the gateway refused it, not the relay"
+        );
+    }
+    assert_eq!(stack.transport().send(&echo(b"fine")).await.unwrap().body, b"fine");
+}

@@ -1,0 +1,96 @@
+//! Known answers from RFC 9458 Appendix A: the published encapsulated request opens with the
+//! published key, the published response opens under the RFC's key schedule, and a request our
+//! transport's OHTTP library seals to the published key configuration opens the same way.
+//!
+//! (The `ohttp` crate derives keys from seeds and cannot import the RFC's raw private key, so the
+//! receiving side here is the RFC's computation written out with the same HPKE library.)
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes128Gcm, Nonce};
+use hkdf::Hkdf;
+use hpke::{aead::AesGcm128, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem, OpModeR};
+use sha2::Sha256;
+use std::io::Cursor;
+
+const SK_R: &str = "3c168975674b2fa8e465970b79c8dcf09f1c741626480bd4c6162fc5b6a98e1a";
+const KEY_CONFIG: &str =
+    "01002031e1f05a740102115220e9af918f738674aec95f54db6e04eb705aae8e79815500080001000100010003";
+const REQUEST: &str = "00034745540568747470730b6578616d706c652e636f6d012f";
+const ENC_REQUEST: &str = "010020000100014b28f881333e7c164ffc499ad9796f877f4e1051ee6d31bad19dec96c208b4726374e469135906992e1268c594d2a10c695d858c40a026e7965e7d86b83dd440b2c0185204b4d63525";
+const RESPONSE: &str = "0140c8";
+const SECRET: &str = "62d87a6ba569ee81014c2641f52bea36";
+const ENC_RESPONSE: &str = "c789e7151fcba46158ca84b04464910d86f9013e404feea014e7be4a441f234f857fbd";
+
+fn unhex(text: &str) -> Vec<u8> {
+    hex::decode(text).unwrap()
+}
+
+/// RFC 9458 §4.3, receiving side: returns the request and the context's response secret.
+fn open_request(encapsulated: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (header, rest) = encapsulated.split_at(7);
+    let (enc, ciphertext) = rest.split_at(32);
+    let mut info = b"message/bhttp request\0".to_vec();
+    info.extend_from_slice(header);
+    let sk = <X25519HkdfSha256 as Kem>::PrivateKey::from_bytes(&unhex(SK_R)).unwrap();
+    let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(enc).unwrap();
+    let mut context =
+        hpke::setup_receiver::<AesGcm128, HkdfSha256, X25519HkdfSha256>(&OpModeR::Base, &sk, &enc, &info)
+            .unwrap();
+    let request = context.open(ciphertext, b"").unwrap();
+    let mut secret = vec![0u8; 16];
+    context.export(b"message/bhttp response", &mut secret).unwrap();
+    (request, secret)
+}
+
+/// RFC 9458 §4.4: opens an encapsulated response with the request's `enc` and secret.
+fn open_response(enc: &[u8], secret: &[u8], encapsulated: &[u8]) -> Vec<u8> {
+    let (nonce, ciphertext) = encapsulated.split_at(16);
+    let salt = [enc, nonce].concat();
+    let prk = Hkdf::<Sha256>::new(Some(&salt), secret);
+    let (mut key, mut aead_nonce) = ([0u8; 16], [0u8; 12]);
+    prk.expand(b"key", &mut key).unwrap();
+    prk.expand(b"nonce", &mut aead_nonce).unwrap();
+    Aes128Gcm::new((&key).into())
+        .decrypt(Nonce::from_slice(&aead_nonce), Payload { msg: ciphertext, aad: b"" })
+        .unwrap()
+}
+
+#[test]
+fn the_published_request_opens_with_the_published_key() {
+    let (request, secret) = open_request(&unhex(ENC_REQUEST));
+    assert_eq!(hex::encode(&request), REQUEST);
+    assert_eq!(hex::encode(secret), SECRET);
+    // The binary HTTP message is `GET https://example.com/`.
+    let message = bhttp::Message::read_bhttp(&mut Cursor::new(&request)).unwrap();
+    assert_eq!(message.control().method(), Some(&b"GET"[..]));
+    assert_eq!(message.control().authority(), Some(&b"example.com"[..]));
+    assert_eq!(message.control().path(), Some(&b"/"[..]));
+}
+
+#[test]
+fn the_published_response_opens_under_the_rfc_key_schedule() {
+    let enc = &unhex(ENC_REQUEST)[7..39];
+    assert_eq!(hex::encode(open_response(enc, &unhex(SECRET), &unhex(ENC_RESPONSE))), RESPONSE);
+}
+
+#[test]
+fn our_ohttp_library_seals_to_the_published_key_configuration() {
+    let sender = ohttp::ClientRequest::from_encoded_config(&unhex(KEY_CONFIG)).unwrap();
+    let (sealed, opener) = sender.encapsulate(&unhex(REQUEST)).unwrap();
+    assert_eq!(hex::encode(&sealed[..7]), "01002000010001", "key id 1, X25519, HKDF-SHA256, AES-128-GCM");
+    let (request, secret) = open_request(&sealed);
+    assert_eq!(hex::encode(request), REQUEST);
+
+    // A response sealed by the RFC's formulas opens in our library.
+    let enc = &sealed[7..39];
+    let nonce = [7u8; 16];
+    let salt = [enc, &nonce].concat();
+    let prk = Hkdf::<Sha256>::new(Some(&salt), &secret);
+    let (mut key, mut aead_nonce) = ([0u8; 16], [0u8; 12]);
+    prk.expand(b"key", &mut key).unwrap();
+    prk.expand(b"nonce", &mut aead_nonce).unwrap();
+    let sealed_response =
+        Aes128Gcm::new((&key).into()).encrypt(Nonce::from_slice(&aead_nonce), &unhex(RESPONSE)[..]).unwrap();
+    let answer = opener.decapsulate(&[&nonce[..], &sealed_response].concat()).unwrap();
+    assert_eq!(hex::encode(answer), RESPONSE);
+}

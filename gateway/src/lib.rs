@@ -1,0 +1,331 @@
+//! The operator's Oblivious HTTP gateway (RFC 9458 §6). It receives encapsulated requests from
+//! the relay — never from the device, so it never learns the device's address — decapsulates
+//! them, turns the inner binary-HTTP request (RFC 9292) into a call to a healthy host of its pool,
+//! and encapsulates the host's answer. Messages of one session (the `pp-session` inner header)
+//! go to the same host. It logs outcomes, statuses, host indexes and durations, nothing else.
+
+#![forbid(unsafe_code)]
+
+pub mod keys;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use keys::KeySet;
+use pp_vocab::log::{EventLog, LogValue};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
+pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
+/// RFC 9458 §5.3: the problem type that tells a client to fetch the key configuration again.
+pub const KEY_PROBLEM_TYPE: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
+/// The inner header that keeps a session's messages on one host.
+pub const SESSION_HEADER: &str = "pp-session";
+
+/// `gateway.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// The secret key file (`pp-gateway keys init` makes it).
+    pub keys_file: PathBuf,
+    /// Where the public key configurations are written as `ohttp-keys`, for the key directory.
+    pub publish_dir: Option<PathBuf>,
+    /// Base URLs of the hosts, e.g. `http://127.0.0.1:9001`.
+    pub hosts: Vec<String>,
+    #[serde(default = "defaults::health_interval_ms")]
+    pub health_interval_ms: u64,
+    #[serde(default = "defaults::session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "defaults::host_timeout_ms")]
+    pub host_timeout_ms: u64,
+}
+
+mod defaults {
+    pub fn health_interval_ms() -> u64 {
+        2_000
+    }
+    pub fn session_ttl_secs() -> u64 {
+        300
+    }
+    pub fn max_body_bytes() -> usize {
+        1 << 20
+    }
+    pub fn host_timeout_ms() -> u64 {
+        300_000
+    }
+}
+
+/// The only fields of the gateway's log lines.
+pub const LOG_FIELDS: &[&str] = &["outcome", "status", "host", "duration-us"];
+
+/// Headers of the inner request passed to the host, and of the host's answer passed back.
+const FORWARDED_HEADERS: [&str; 2] = ["content-type", SESSION_HEADER];
+
+pub struct Gateway {
+    config: GatewayConfig,
+    keys: RwLock<Arc<KeySet>>,
+    pool: HostPool,
+    sessions: Mutex<HashMap<String, (usize, Instant)>>,
+    http: reqwest::Client,
+    log: EventLog,
+}
+
+/// What one request came to, for the log and the answer.
+struct Outcome {
+    word: &'static str,
+    host: Option<usize>,
+    response: Response,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, keys: KeySet, log: EventLog) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.host_timeout_ms))
+            .build()
+            .expect("a plain HTTP client builds");
+        let pool = HostPool::new(config.hosts.clone());
+        Arc::new(Gateway {
+            config,
+            keys: RwLock::new(Arc::new(keys)),
+            pool,
+            sessions: Mutex::new(HashMap::new()),
+            http,
+            log,
+        })
+    }
+
+    /// Replaces the live keys (after a rotation).
+    pub fn set_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Checks every host now, then every `health_interval_ms`, for as long as the runtime runs.
+    pub fn spawn_health_checks(self: &Arc<Self>) {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let interval = Duration::from_millis(gateway.config.health_interval_ms);
+            loop {
+                gateway.check_hosts().await;
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    pub async fn check_hosts(&self) {
+        for (index, host) in self.pool.hosts.iter().enumerate() {
+            let probe = self.http.get(format!("{host}/health")).timeout(Duration::from_secs(2)).send().await;
+            let healthy = probe.is_ok_and(|answer| answer.status().is_success());
+            self.pool.healthy[index].store(healthy, Ordering::Relaxed);
+        }
+    }
+
+    async fn handle(&self, headers: &HeaderMap, body: Body) -> Outcome {
+        let refuse = |word, status, why: &str| Outcome { word, host: None, response: plain(status, why) };
+        if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(REQUEST_MEDIA_TYPE) {
+            return refuse(
+                "wrong-media-type",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected message/ohttp-req",
+            );
+        }
+        let Ok(body) = to_bytes(body, self.config.max_body_bytes).await else {
+            return refuse("too-large", StatusCode::PAYLOAD_TOO_LARGE, "the request is too large");
+        };
+        let keys = self.keys();
+        let Some(&key_id) = body.first() else {
+            return refuse("malformed", StatusCode::BAD_REQUEST, "empty encapsulated request");
+        };
+        let Some(server) = keys.server(key_id) else {
+            return Outcome { word: "unknown-key", host: None, response: key_problem() };
+        };
+        let Ok((inner, replier)) = server.decapsulate(&body) else {
+            return refuse("undecryptable", StatusCode::BAD_REQUEST, "the request could not be decapsulated");
+        };
+        let (word, host, answer) = self.answer(&inner).await;
+        let mut encoded = Vec::new();
+        if answer.write_bhttp(bhttp::Mode::KnownLength, &mut encoded).is_err() {
+            return refuse("internal", StatusCode::INTERNAL_SERVER_ERROR, "could not encode the answer");
+        }
+        match replier.encapsulate(&encoded) {
+            Ok(sealed) => Outcome {
+                word,
+                host,
+                response: ([(header::CONTENT_TYPE, RESPONSE_MEDIA_TYPE)], sealed).into_response(),
+            },
+            Err(_) => {
+                refuse("internal", StatusCode::INTERNAL_SERVER_ERROR, "could not encapsulate the answer")
+            }
+        }
+    }
+
+    /// The inner answer to an inner request (errors included, so the device can read them).
+    async fn answer(&self, inner: &[u8]) -> (&'static str, Option<usize>, bhttp::Message) {
+        let Ok(request) = bhttp::Message::read_bhttp(&mut Cursor::new(inner)) else {
+            return ("malformed-inner", None, inner_error(400, "the inner request is not binary HTTP"));
+        };
+        let (Some(b"POST"), Some(path)) = (request.control().method(), request.control().path()) else {
+            return (
+                "malformed-inner",
+                None,
+                inner_error(400, "the inner request must be a POST with a path"),
+            );
+        };
+        let Ok(path) = std::str::from_utf8(path) else {
+            return ("malformed-inner", None, inner_error(400, "the inner path is not UTF-8"));
+        };
+        if !path.starts_with('/') || path.contains("..") {
+            return ("malformed-inner", None, inner_error(400, "the inner path must be absolute"));
+        }
+        let session =
+            request.header().get(SESSION_HEADER.as_bytes()).map(|s| String::from_utf8_lossy(s).into_owned());
+        let Some(host) = self.route(session.as_deref()) else {
+            return ("no-host", None, inner_error(503, "no healthy host; retry shortly"));
+        };
+        let mut call =
+            self.http.post(format!("{}{path}", self.pool.hosts[host])).body(request.content().to_vec());
+        for name in FORWARDED_HEADERS {
+            if let Some(value) = request.header().get(name.as_bytes()) {
+                call = call.header(name, value);
+            }
+        }
+        let Ok(reply) = call.send().await else {
+            self.pool.healthy[host].store(false, Ordering::Relaxed);
+            return ("host-unreachable", Some(host), inner_error(502, "the host did not answer"));
+        };
+        let status = reply.status().as_u16();
+        let kept: Vec<(String, Vec<u8>)> = FORWARDED_HEADERS
+            .iter()
+            .filter_map(|name| reply.headers().get(*name).map(|v| (name.to_string(), v.as_bytes().to_vec())))
+            .collect();
+        let Ok(content) = reply.bytes().await else {
+            return ("host-unreachable", Some(host), inner_error(502, "the host's answer broke off"));
+        };
+        let mut answer = bhttp::Message::response(
+            bhttp::StatusCode::try_from(status).unwrap_or(500u16.try_into().unwrap()),
+        );
+        for (name, value) in kept {
+            answer.put_header(name, value);
+        }
+        answer.write_content(content);
+        ("forwarded", Some(host), answer)
+    }
+
+    /// The session's host, or a healthy one for a new session. Input from the device only picks
+    /// among hosts by an opaque id; it cannot name a host.
+    fn route(&self, session: Option<&str>) -> Option<usize> {
+        let Some(session) = session else {
+            return self.pool.pick();
+        };
+        let now = Instant::now();
+        let ttl = Duration::from_secs(self.config.session_ttl_secs);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&(host, last)) = sessions.get(session) {
+            if now.duration_since(last) < ttl {
+                sessions.insert(session.to_string(), (host, now));
+                return self.pool.is_healthy(host).then_some(host);
+            }
+        }
+        if sessions.len() > 100_000 {
+            sessions.retain(|_, (_, last)| now.duration_since(*last) < ttl);
+        }
+        let host = self.pool.pick()?;
+        sessions.insert(session.to_string(), (host, now));
+        Some(host)
+    }
+}
+
+/// The gateway's routes: `POST /gateway` (OHTTP) and `GET /health`.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/gateway", post(gateway_endpoint))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(gateway)
+}
+
+async fn gateway_endpoint(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let outcome = gateway.handle(&headers, body).await;
+    let mut fields = vec![
+        ("outcome", LogValue::Word(outcome.word)),
+        ("status", LogValue::Number(outcome.response.status().as_u16().into())),
+        ("duration-us", LogValue::Number(started.elapsed().as_micros() as u64)),
+    ];
+    if let Some(host) = outcome.host {
+        fields.push(("host", LogValue::Number(host as u64)));
+    }
+    gateway.log.record("gateway-request", &fields);
+    outcome.response
+}
+
+/// RFC 9458 §5.3: the key id is not (or no longer) one of ours.
+fn key_problem() -> Response {
+    let body = serde_json::json!({ "type": KEY_PROBLEM_TYPE, "title": "key identifier unknown" });
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
+        .into_response()
+}
+
+fn plain(status: StatusCode, why: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{why}\n")).into_response()
+}
+
+fn inner_error(status: u16, why: &str) -> bhttp::Message {
+    let mut message = bhttp::Message::response(bhttp::StatusCode::try_from(status).expect("a valid status"));
+    message.put_header("content-type", "text/plain; charset=utf-8");
+    message.write_content(why.as_bytes());
+    message
+}
+
+/// The hosts, their health, and a round-robin cursor.
+struct HostPool {
+    hosts: Vec<String>,
+    healthy: Vec<AtomicBool>,
+    next: AtomicUsize,
+}
+
+impl HostPool {
+    fn new(hosts: Vec<String>) -> Self {
+        // Healthy until a check says otherwise, so the first requests need not wait for one.
+        let healthy = hosts.iter().map(|_| AtomicBool::new(true)).collect();
+        HostPool { hosts, healthy, next: AtomicUsize::new(0) }
+    }
+
+    fn is_healthy(&self, host: usize) -> bool {
+        self.healthy[host].load(Ordering::Relaxed)
+    }
+
+    fn pick(&self) -> Option<usize> {
+        let count = self.hosts.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..count).map(|offset| (start + offset) % count).find(|&host| self.is_healthy(host))
+    }
+}
+
+/// Writes the published key configurations where the key directory serves them from.
+pub fn publish(keys: &KeySet, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temporary = dir.join(".ohttp-keys.tmp");
+    std::fs::write(&temporary, keys.published())?;
+    std::fs::rename(temporary, dir.join("ohttp-keys"))
+}
+
+/// Serves until the process ends.
+pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway)).await
+}

@@ -1,0 +1,127 @@
+//! `pp-gateway`: runs the OHTTP gateway, and manages its keys.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pp_gateway::keys::{KeyFile, KeySet};
+use pp_gateway::{publish, serve, Gateway, GatewayConfig, LOG_FIELDS};
+use pp_vocab::log::{EventLog, StderrSink};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(Parser)]
+#[command(name = "pp-gateway", version, about = "The operator's Oblivious HTTP gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (reloads the key file when it changes, so a rotation needs no restart).
+    Serve {
+        /// The gateway's config file (TOML; see gateway/gateway.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create, rotate or retire the gateway's OHTTP keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key file with one new key (refuses to overwrite one).
+    Init(KeyArgs),
+    /// New active key; the current one keeps working until `retire`.
+    Rotate(KeyArgs),
+    /// End the overlap: only the active key stays.
+    Retire(KeyArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    #[arg(long)]
+    keys_file: PathBuf,
+    /// Also write the public configurations there as `ohttp-keys`.
+    #[arg(long)]
+    publish: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { config } => run(&config).await,
+        Command::Keys(KeysCommand::Init(args)) => {
+            anyhow::ensure!(
+                !args.keys_file.exists(),
+                "{} exists: not overwriting keys",
+                args.keys_file.display()
+            );
+            save(&args, KeyFile::generate())
+        }
+        Command::Keys(KeysCommand::Rotate(args)) => edit(&args, KeyFile::rotate),
+        Command::Keys(KeysCommand::Retire(args)) => edit(&args, KeyFile::retire),
+    }
+}
+
+fn edit(args: &KeyArgs, change: fn(&mut KeyFile)) -> anyhow::Result<()> {
+    let mut file = KeyFile::load(&args.keys_file)?;
+    change(&mut file);
+    save(args, file)
+}
+
+fn save(args: &KeyArgs, file: KeyFile) -> anyhow::Result<()> {
+    let keys = KeySet::new(&file)?;
+    file.save(&args.keys_file)?;
+    if let Some(dir) = &args.publish {
+        publish(&keys, dir).with_context(|| format!("publishing to {}", dir.display()))?;
+    }
+    let states: Vec<String> = file.keys.iter().map(|k| format!("{} {:?}", k.id, k.state)).collect();
+    eprintln!("pp-gateway: keys in {}: {}", args.keys_file.display(), states.join(", "));
+    Ok(())
+}
+
+async fn run(config_file: &Path) -> anyhow::Result<()> {
+    let config: GatewayConfig = pp_vocab::config::load(config_file)?;
+    let keys = KeySet::new(&KeyFile::load(&config.keys_file)?)?;
+    if let Some(dir) = &config.publish_dir {
+        publish(&keys, dir).with_context(|| format!("publishing to {}", dir.display()))?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    eprintln!("pp-gateway: listening on http://{}, {} hosts", listener.local_addr()?, config.hosts.len());
+    let log = EventLog::new(LOG_FIELDS, Box::new(StderrSink));
+    let gateway = Gateway::new(config.clone(), keys, log);
+    gateway.spawn_health_checks();
+    tokio::spawn(reload_keys_on_change(gateway.clone(), config));
+    serve(gateway, listener).await?;
+    Ok(())
+}
+
+/// Reloads (and republishes) the keys when the key file changes; a bad file is reported and
+/// the current keys stay.
+async fn reload_keys_on_change(gateway: std::sync::Arc<Gateway>, config: GatewayConfig) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen: Option<SystemTime> = modified(&config.keys_file);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = modified(&config.keys_file);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match KeyFile::load(&config.keys_file).and_then(|file| KeySet::new(&file)) {
+            Ok(keys) => {
+                if let Some(dir) = &config.publish_dir {
+                    if let Err(e) = publish(&keys, dir) {
+                        eprintln!("pp-gateway: could not publish the new keys: {e}");
+                    }
+                }
+                gateway.set_keys(keys);
+                eprintln!("pp-gateway: keys reloaded");
+            }
+            Err(e) => eprintln!("pp-gateway: keeping the current keys: {e}"),
+        }
+    }
+}
