@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() {
-    let requests: usize = std::env::args().nth(1).map(|n| n.parse().expect("a number of requests")).unwrap_or(2000);
+    let requests: usize =
+        std::env::args().nth(1).map(|n| n.parse().expect("a number of requests")).unwrap_or(2000);
     let stack = common::start_with(1, |relay| relay.requests_per_minute = u32::MAX).await;
     let transport = stack.transport();
     let (host, _, _) = common::echo_host(0).await;

@@ -11,7 +11,10 @@ async fn serves_published_files_with_cache_headers_only() {
     std::fs::write(dir.join("secret.toml"), b"seed").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(KeyDirConfig { listen: "127.0.0.1:0".parse().unwrap(), dir, max_age_secs: 60 }, listener));
+    tokio::spawn(serve(
+        KeyDirConfig { listen: "127.0.0.1:0".parse().unwrap(), dir, max_age_secs: 60 },
+        listener,
+    ));
     let http = reqwest::Client::new();
 
     let keys = http.get(format!("{base}/ohttp-keys")).send().await.unwrap();

@@ -1,0 +1,282 @@
+//! AMD SEV-SNP: verifying a host's attestation report against AMD's root of trust.
+//!
+//! Checks, in order, each with its own error:
+//! 1. the report parses and has a known version;
+//! 2. the ARK is AMD's (pinned, per product line), self-signed; the ARK signs the ASK; the ASK
+//!    signs the VCEK (signatures by the `sev` crate); every certificate is valid now;
+//! 3. the VCEK signs the report — over the report's own bytes, not a re-encoding of them;
+//! 4. the VCEK was issued for this chip (hwID) and this TCB (its SPL extensions equal the
+//!    report's REPORTED_TCB), which the `sev` crate does not check;
+//! 5. appraisal against reference values: TCB at least the minimum, debugging disallowed,
+//!    no migration agent.
+//!
+//! What remains for the caller: the measurement and report data against its reference values.
+
+use sev::certs::snp::{ca, Certificate, Chain, Verifiable};
+use sev::firmware::guest::AttestationReport;
+use sev::firmware::host::TcbVersion;
+use sev::parser::ByteParser;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The signed part of a report; the signature follows.
+const SIGNED_BYTES: usize = 0x2a0;
+const REPORT_BYTES: usize = 0x4a0;
+/// Report versions this verifier knows the layout of.
+const KNOWN_VERSIONS: [u32; 3] = [2, 3, 5];
+
+/// AMD's extension OIDs in VCEK certificates (AMD spec 57230, "VCEK Certificate and KDS").
+const OID_BOOTLOADER: &str = "1.3.6.1.4.1.3704.1.3.1";
+const OID_TEE: &str = "1.3.6.1.4.1.3704.1.3.2";
+const OID_SNP: &str = "1.3.6.1.4.1.3704.1.3.3";
+const OID_MICROCODE: &str = "1.3.6.1.4.1.3704.1.3.8";
+const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// Which certificate a chain error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cert {
+    Ark,
+    Ask,
+    Vcek,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnpError {
+    #[error("the attestation report is malformed: {0}")]
+    MalformedReport(String),
+    #[error("unknown attestation report version {0}")]
+    UnknownReportVersion(u32),
+    #[error("the {0:?} certificate is malformed: {1}")]
+    MalformedCertificate(Cert, String),
+    #[error("the ARK is not AMD's root key for any known product line")]
+    UnknownRoot,
+    #[error("the ARK does not sign itself")]
+    ArkNotSelfSigned,
+    #[error("the ASK is not signed by the ARK")]
+    AskNotSignedByArk,
+    #[error("the VCEK is not signed by the ASK")]
+    VcekNotSignedByAsk,
+    #[error("the {cert:?} certificate is not valid at this time (valid {not_before} to {not_after})")]
+    CertificateNotValidNow { cert: Cert, not_before: String, not_after: String },
+    #[error("the report's signature does not verify with the VCEK")]
+    ReportSignature,
+    #[error("the VCEK lacks the {0} extension")]
+    MissingExtension(&'static str),
+    #[error("the VCEK was issued for another chip than the one that signed the report")]
+    ChipIdMismatch,
+    #[error("the VCEK's {field} SPL is {vcek}, the report's REPORTED_TCB says {report}")]
+    TcbMismatch { field: &'static str, vcek: u8, report: u8 },
+    #[error("the platform's {field} SPL {reported} is below the required {minimum}")]
+    TcbTooOld { field: &'static str, reported: u8, minimum: u8 },
+    #[error("the guest policy allows debugging: its memory is readable by the host")]
+    DebugAllowed,
+    #[error("the guest policy allows a migration agent")]
+    MigrationAgentAllowed,
+}
+
+/// The endorsements that come with a report: the VCEK and its CA chain.
+pub struct Endorsements<'a> {
+    /// PEM, ASK first then ARK (as AMD's KDS `cert_chain` serves it).
+    pub cert_chain_pem: &'a [u8],
+    /// DER.
+    pub vcek_der: &'a [u8],
+}
+
+/// What the verifier requires of the platform (RATS reference values for the hardware).
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformPolicy {
+    pub minimum_tcb: MinimumTcb,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MinimumTcb {
+    pub bootloader: u8,
+    pub tee: u8,
+    pub snp: u8,
+    pub microcode: u8,
+}
+
+/// A report that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedReport {
+    pub measurement: [u8; 48],
+    pub report_data: [u8; 64],
+    pub chip_id: [u8; 64],
+    pub reported_tcb: TcbVersion,
+    pub version: u32,
+}
+
+/// Runs every check; `now` is seconds since the Unix epoch (certificate validity).
+pub fn verify(
+    report: &[u8],
+    endorsements: &Endorsements,
+    policy: &PlatformPolicy,
+    now: i64,
+) -> Result<VerifiedReport, SnpError> {
+    let parsed = parse_report(report)?;
+    let (ark, ask) = parse_chain(endorsements.cert_chain_pem)?;
+    let vcek = Certificate::from_der(endorsements.vcek_der)
+        .map_err(|e| SnpError::MalformedCertificate(Cert::Vcek, e.to_string()))?;
+    verify_chain(&ark, &ask, &vcek)?;
+    for (cert, which) in [(&ark, Cert::Ark), (&ask, Cert::Ask), (&vcek, Cert::Vcek)] {
+        check_validity(cert, which, now)?;
+    }
+    verify_signature(report, &parsed, &vcek)?;
+    check_vcek_matches(&parsed, endorsements.vcek_der)?;
+    appraise(&parsed, policy)?;
+    Ok(VerifiedReport {
+        measurement: parsed.measurement,
+        report_data: parsed.report_data,
+        chip_id: parsed.chip_id,
+        reported_tcb: parsed.reported_tcb,
+        version: parsed.version,
+    })
+}
+
+pub fn parse_report(report: &[u8]) -> Result<AttestationReport, SnpError> {
+    if report.len() != REPORT_BYTES {
+        return Err(SnpError::MalformedReport(format!("{} bytes, not {REPORT_BYTES}", report.len())));
+    }
+    let version = u32::from_le_bytes(report[0..4].try_into().expect("4 bytes"));
+    if !KNOWN_VERSIONS.contains(&version) {
+        return Err(SnpError::UnknownReportVersion(version));
+    }
+    AttestationReport::from_bytes(report).map_err(|e| SnpError::MalformedReport(e.to_string()))
+}
+
+fn parse_chain(pem: &[u8]) -> Result<(Certificate, Certificate), SnpError> {
+    let text =
+        std::str::from_utf8(pem).map_err(|_| SnpError::MalformedCertificate(Cert::Ask, "not PEM".into()))?;
+    let blocks: Vec<&str> =
+        text.split_inclusive("-----END CERTIFICATE-----").filter(|b| b.contains("BEGIN")).collect();
+    let [ask, ark] = blocks[..] else {
+        return Err(SnpError::MalformedCertificate(
+            Cert::Ask,
+            format!("expected ASK and ARK, found {} certificates", blocks.len()),
+        ));
+    };
+    let ask = Certificate::from_pem(ask.trim().as_bytes())
+        .map_err(|e| SnpError::MalformedCertificate(Cert::Ask, e.to_string()))?;
+    let ark = Certificate::from_pem(ark.trim().as_bytes())
+        .map_err(|e| SnpError::MalformedCertificate(Cert::Ark, e.to_string()))?;
+    Ok((ark, ask))
+}
+
+/// ARK pinned to AMD's built-in roots, then ARK → ARK, ARK → ASK, ASK → VCEK.
+fn verify_chain(ark: &Certificate, ask: &Certificate, vcek: &Certificate) -> Result<(), SnpError> {
+    let ark_der = ark.to_der().map_err(|e| SnpError::MalformedCertificate(Cert::Ark, e.to_string()))?;
+    let known_root = [
+        sev::certs::snp::builtin::milan::ARK,
+        sev::certs::snp::builtin::genoa::ARK,
+        sev::certs::snp::builtin::turin::ARK,
+    ]
+    .iter()
+    .filter_map(|pem| Certificate::from_pem(pem).ok()?.to_der().ok())
+    .any(|root| root == ark_der);
+    if !known_root {
+        return Err(SnpError::UnknownRoot);
+    }
+    (ark, ark).verify().map_err(|_| SnpError::ArkNotSelfSigned)?;
+    (ark, ask).verify().map_err(|_| SnpError::AskNotSignedByArk)?;
+    let chain = Chain { ca: ca::Chain { ark: ark.clone(), ask: ask.clone() }, vek: vcek.clone() };
+    (&chain).verify().map_err(|_| SnpError::VcekNotSignedByAsk)?;
+    Ok(())
+}
+
+fn check_validity(cert: &Certificate, which: Cert, now: i64) -> Result<(), SnpError> {
+    let der = cert.to_der().map_err(|e| SnpError::MalformedCertificate(which, e.to_string()))?;
+    let (_, x509) =
+        X509Certificate::from_der(&der).map_err(|e| SnpError::MalformedCertificate(which, e.to_string()))?;
+    let validity = x509.validity();
+    let (from, to) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    if now < from || now > to {
+        return Err(SnpError::CertificateNotValidNow {
+            cert: which,
+            not_before: validity.not_before.to_string(),
+            not_after: validity.not_after.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// ECDSA P-384 with SHA-384 over the report's first 0x2a0 bytes, as they arrived.
+fn verify_signature(report: &[u8], parsed: &AttestationReport, vcek: &Certificate) -> Result<(), SnpError> {
+    use p384::ecdsa::signature::DigestVerifier;
+    use sha2::Digest;
+    let signature =
+        p384::ecdsa::Signature::try_from(&parsed.signature).map_err(|_| SnpError::ReportSignature)?;
+    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vcek.public_key_sec1())
+        .map_err(|e| SnpError::MalformedCertificate(Cert::Vcek, e.to_string()))?;
+    let digest = sha2::Sha384::new_with_prefix(&report[..SIGNED_BYTES]);
+    key.verify_digest(digest, &signature).map_err(|_| SnpError::ReportSignature)
+}
+
+/// The VCEK's hwID and SPL extensions against the report's chip id and REPORTED_TCB.
+pub fn check_vcek_matches(report: &AttestationReport, vcek_der: &[u8]) -> Result<(), SnpError> {
+    let (_, x509) = X509Certificate::from_der(vcek_der)
+        .map_err(|e| SnpError::MalformedCertificate(Cert::Vcek, e.to_string()))?;
+    let extension = |oid: &'static str| {
+        x509.extensions()
+            .iter()
+            .find(|ext| ext.oid.to_id_string() == oid)
+            .map(|ext| ext.value)
+            .ok_or(SnpError::MissingExtension(oid))
+    };
+    let hwid = der_octets(extension(OID_HWID)?).ok_or(SnpError::MissingExtension(OID_HWID))?;
+    // A chip id of zeros means MASK_CHIP_ID was set: nothing to compare.
+    if report.chip_id != [0; 64] && hwid != report.chip_id {
+        return Err(SnpError::ChipIdMismatch);
+    }
+    let tcb = report.reported_tcb;
+    for (field, oid, reported) in [
+        ("bootloader", OID_BOOTLOADER, tcb.bootloader),
+        ("TEE", OID_TEE, tcb.tee),
+        ("SNP", OID_SNP, tcb.snp),
+        ("microcode", OID_MICROCODE, tcb.microcode),
+    ] {
+        let vcek = der_small_integer(extension(oid)?).ok_or(SnpError::MissingExtension(oid))?;
+        if vcek != reported {
+            return Err(SnpError::TcbMismatch { field, vcek, report: reported });
+        }
+    }
+    Ok(())
+}
+
+/// The report against the platform policy: TCB floor, no debugging, no migration agent.
+pub fn appraise(report: &AttestationReport, policy: &PlatformPolicy) -> Result<(), SnpError> {
+    let (tcb, minimum) = (report.reported_tcb, policy.minimum_tcb);
+    for (field, reported, minimum) in [
+        ("bootloader", tcb.bootloader, minimum.bootloader),
+        ("TEE", tcb.tee, minimum.tee),
+        ("SNP", tcb.snp, minimum.snp),
+        ("microcode", tcb.microcode, minimum.microcode),
+    ] {
+        if reported < minimum {
+            return Err(SnpError::TcbTooOld { field, reported, minimum });
+        }
+    }
+    if report.policy.debug_allowed() {
+        return Err(SnpError::DebugAllowed);
+    }
+    if report.policy.migrate_ma_allowed() {
+        return Err(SnpError::MigrationAgentAllowed);
+    }
+    Ok(())
+}
+
+/// A DER INTEGER of one or two bytes (SPL values are 0..=255).
+fn der_small_integer(der: &[u8]) -> Option<u8> {
+    match der {
+        [0x02, 1, value] => Some(*value),
+        [0x02, 2, 0, value] => Some(*value),
+        _ => None,
+    }
+}
+
+/// The hwID: AMD puts the 64 bytes straight into the extension value; accept them wrapped in
+/// an OCTET STRING too.
+fn der_octets(der: &[u8]) -> Option<[u8; 64]> {
+    match der {
+        [0x04, 0x40, rest @ ..] if rest.len() == 64 => rest.try_into().ok(),
+        raw => raw.try_into().ok(),
+    }
+}
