@@ -3,8 +3,19 @@
 //! **endorsements** (the hardware vendor's certificates) and **reference values** (the release
 //! in the transparency ledger), and produce an **attestation result**.
 //!
-//! - [`snp`]: AMD SEV-SNP report verification, up to AMD's root, with one error per check.
+//! - [`evidence`]: the evidence a host presents, its binding to one session and one release
+//!   manifest, and its appraisal against reference values;
+//! - [`snp`]: AMD SEV-SNP report verification, up to AMD's root, with one error per check;
+//! - [`simulated`]: the simulated TEE for machines without SEV-SNP (insecure, always flagged);
+//! - [`attester`]: producing evidence on the host (simulated, or SEV-SNP through configfs-tsm).
 
 #![forbid(unsafe_code)]
 
+pub mod attester;
+pub mod evidence;
+pub mod simulated;
 pub mod snp;
+
+pub use evidence::{
+    appraise, report_data, AttestationError, AttestationResult, Evidence, ReferenceValues, TeeKind,
+};

@@ -1,0 +1,210 @@
+//! Evidence a host presents, and its appraisal by a device, in the order of the design:
+//! signature chain → TCB and policy → launch measurement and manifest digest among the
+//! reference values → binding to this session. Any failure names its check.
+
+use crate::simulated::{self, SimulatedError, SimulatedRootPublic};
+use crate::snp::{self, Endorsements, PlatformPolicy, SnpError};
+use pp_vocab::Sha256;
+use sha2::{Digest, Sha512};
+
+/// Domain separation for report data, so it cannot be confused with another protocol's.
+const BINDING_LABEL: &[u8] = b"private-processing attestation v1\0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeeKind {
+    SevSnp,
+    /// No hardware protection at all: development only.
+    Simulated,
+}
+
+/// What the host sends: its report, the endorsements that vouch for the signing key, and the
+/// manifest digest it claims to run (bound into the report data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub tee: TeeKind,
+    pub report: Vec<u8>,
+    /// SEV-SNP: the ASK+ARK chain (PEM). Empty for the simulated TEE.
+    pub cert_chain_pem: Vec<u8>,
+    /// SEV-SNP: the VCEK (DER). Empty for the simulated TEE.
+    pub vcek_der: Vec<u8>,
+    pub manifest_digest: Sha256,
+}
+
+/// What a device accepts (RATS reference values); the ledger supplies the release digests.
+#[derive(Debug, Clone)]
+pub struct ReferenceValues {
+    pub launch_measurements: Vec<[u8; 48]>,
+    pub manifest_digests: Vec<Sha256>,
+    pub platform: PlatformPolicy,
+    /// Accept simulated evidence signed by this development root. INSECURE: simulated
+    /// evidence proves nothing about the hardware; results are flagged as simulated.
+    pub accept_simulated_insecure: Option<SimulatedRootPublic>,
+}
+
+/// An appraisal that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationResult {
+    pub tee: TeeKind,
+    /// True when no hardware vouches for any of this.
+    pub simulated: bool,
+    pub launch_measurement: [u8; 48],
+    pub manifest_digest: Sha256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationError {
+    #[error("hardware evidence check failed: {0}")]
+    Snp(#[from] SnpError),
+    #[error("simulated evidence check failed: {0}")]
+    Simulated(#[from] SimulatedError),
+    #[error("the host offered simulated evidence, which this device does not accept (no insecure-simulated option set)")]
+    SimulatedNotAccepted,
+    #[error("the launch measurement {0} is not one of a published release")]
+    UnknownLaunchMeasurement(String),
+    #[error("the manifest digest {0} is not one of a published release")]
+    UnknownManifest(Sha256),
+    #[error("the evidence is not bound to this session (report data differs): a replay or a relay")]
+    NotBoundToSession,
+}
+
+/// The 64 bytes of report data a host puts in its evidence for one session:
+/// SHA-512(label ‖ session binding ‖ manifest digest).
+pub fn report_data(session_binding: &[u8; 32], manifest_digest: &Sha256) -> [u8; 64] {
+    let mut hash = Sha512::new();
+    hash.update(BINDING_LABEL);
+    hash.update(session_binding);
+    hash.update(manifest_digest.0);
+    hash.finalize().into()
+}
+
+/// Appraises `evidence` for the session whose binding value is `session_binding`.
+pub fn appraise(
+    evidence: &Evidence,
+    reference: &ReferenceValues,
+    session_binding: &[u8; 32],
+    now: i64,
+) -> Result<AttestationResult, AttestationError> {
+    let (measurement, data, simulated) = match evidence.tee {
+        TeeKind::SevSnp => {
+            let endorsements =
+                Endorsements { cert_chain_pem: &evidence.cert_chain_pem, vcek_der: &evidence.vcek_der };
+            let verified = snp::verify(&evidence.report, &endorsements, &reference.platform, now)?;
+            (verified.measurement, verified.report_data, false)
+        }
+        TeeKind::Simulated => {
+            let root =
+                reference.accept_simulated_insecure.as_ref().ok_or(AttestationError::SimulatedNotAccepted)?;
+            let parsed = simulated::verify(&evidence.report, root)?;
+            snp::appraise(&parsed, &reference.platform).map_err(AttestationError::Snp)?;
+            (parsed.measurement, parsed.report_data, true)
+        }
+    };
+    if !reference.launch_measurements.contains(&measurement) {
+        return Err(AttestationError::UnknownLaunchMeasurement(hex::encode(measurement)));
+    }
+    if !reference.manifest_digests.contains(&evidence.manifest_digest) {
+        return Err(AttestationError::UnknownManifest(evidence.manifest_digest));
+    }
+    if data != report_data(session_binding, &evidence.manifest_digest) {
+        return Err(AttestationError::NotBoundToSession);
+    }
+    Ok(AttestationResult {
+        tee: evidence.tee,
+        simulated,
+        launch_measurement: measurement,
+        manifest_digest: evidence.manifest_digest,
+    })
+}
+
+/// The simulated TEE's launch measurement: SHA-384 of the host binary (on hardware, the TEE
+/// measures the whole VM image instead).
+pub fn simulated_launch_measurement(host_binary: &[u8]) -> [u8; 48] {
+    sha2::Sha384::digest(host_binary).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulated::SimulatedRoot;
+    use crate::snp::MinimumTcb;
+
+    struct Setup {
+        root: SimulatedRoot,
+        measurement: [u8; 48],
+        manifest: Sha256,
+        session: [u8; 32],
+    }
+
+    fn setup() -> Setup {
+        Setup {
+            root: SimulatedRoot::generate(),
+            measurement: simulated_launch_measurement(b"host binary"),
+            manifest: Sha256::of(b"manifest"),
+            session: [3; 32],
+        }
+    }
+
+    fn evidence(setup: &Setup, session: &[u8; 32], manifest: Sha256) -> Evidence {
+        Evidence {
+            tee: TeeKind::Simulated,
+            report: setup.root.attest(&setup.measurement, &report_data(session, &manifest)),
+            cert_chain_pem: Vec::new(),
+            vcek_der: Vec::new(),
+            manifest_digest: manifest,
+        }
+    }
+
+    fn reference(setup: &Setup, simulated: bool) -> ReferenceValues {
+        ReferenceValues {
+            launch_measurements: vec![setup.measurement],
+            manifest_digests: vec![setup.manifest],
+            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+            accept_simulated_insecure: simulated.then(|| setup.root.public()),
+        }
+    }
+
+    #[test]
+    fn simulated_evidence_passes_only_when_accepted_and_is_flagged() {
+        let s = setup();
+        let result =
+            appraise(&evidence(&s, &s.session, s.manifest), &reference(&s, true), &s.session, 0).unwrap();
+        assert!(result.simulated);
+        assert_eq!(result.manifest_digest, s.manifest);
+        let refused = appraise(&evidence(&s, &s.session, s.manifest), &reference(&s, false), &s.session, 0);
+        assert_eq!(refused.unwrap_err(), AttestationError::SimulatedNotAccepted);
+    }
+
+    #[test]
+    fn a_report_from_another_session_is_a_replay() {
+        let s = setup();
+        let old = evidence(&s, &[4; 32], s.manifest);
+        assert_eq!(
+            appraise(&old, &reference(&s, true), &s.session, 0).unwrap_err(),
+            AttestationError::NotBoundToSession
+        );
+    }
+
+    #[test]
+    fn unpublished_releases_are_refused() {
+        let s = setup();
+        let other_manifest = Sha256::of(b"a private build");
+        let error = appraise(&evidence(&s, &s.session, other_manifest), &reference(&s, true), &s.session, 0);
+        assert_eq!(error.unwrap_err(), AttestationError::UnknownManifest(other_manifest));
+
+        let mut reference = reference(&s, true);
+        reference.launch_measurements = vec![[0; 48]];
+        let error = appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap_err();
+        assert!(matches!(error, AttestationError::UnknownLaunchMeasurement(_)));
+    }
+
+    #[test]
+    fn a_claimed_manifest_that_is_not_the_bound_one_is_refused() {
+        let s = setup();
+        let mut lying = evidence(&s, &s.session, Sha256::of(b"what really runs"));
+        lying.manifest_digest = s.manifest;
+        assert_eq!(
+            appraise(&lying, &reference(&s, true), &s.session, 0).unwrap_err(),
+            AttestationError::NotBoundToSession
+        );
+    }
+}
