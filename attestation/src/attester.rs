@@ -24,14 +24,24 @@ pub enum AttesterError {
     WrongProvider(String),
 }
 
+/// Anything that produces a host's evidence for a session (the [`Attester`]s; tests add
+/// misbehaving ones).
+pub trait EvidenceSource: Send + Sync {
+    fn evidence(
+        &self,
+        session_binding: &[u8; 32],
+        manifest_digest: Sha256,
+    ) -> Result<Evidence, AttesterError>;
+}
+
 pub enum Attester {
     Simulated { root: SimulatedRoot, launch_measurement: [u8; 48] },
     SevSnp { cert_chain_pem: Vec<u8>, vcek_der: Vec<u8> },
 }
 
-impl Attester {
+impl EvidenceSource for Attester {
     /// Evidence for one session: the report data binds `session_binding` and the manifest.
-    pub fn evidence(
+    fn evidence(
         &self,
         session_binding: &[u8; 32],
         manifest_digest: Sha256,

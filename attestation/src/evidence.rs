@@ -30,6 +30,61 @@ pub struct Evidence {
     pub manifest_digest: Sha256,
 }
 
+/// Evidence on the wire: JSON with hex bytes, at most [`MAX_EVIDENCE_BYTES`].
+pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvidence {
+    tee: String,
+    report: String,
+    cert_chain_pem: String,
+    vcek_der: String,
+    manifest_digest: Sha256,
+}
+
+impl Evidence {
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire = WireEvidence {
+            tee: match self.tee {
+                TeeKind::SevSnp => "sev-snp",
+                TeeKind::Simulated => "simulated",
+            }
+            .into(),
+            report: hex::encode(&self.report),
+            cert_chain_pem: hex::encode(&self.cert_chain_pem),
+            vcek_der: hex::encode(&self.vcek_der),
+            manifest_digest: self.manifest_digest,
+        };
+        serde_json::to_vec(&wire).expect("plain data serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, AttestationError> {
+        if bytes.len() > MAX_EVIDENCE_BYTES {
+            return Err(AttestationError::MalformedEvidence(format!(
+                "{} bytes, over {MAX_EVIDENCE_BYTES}",
+                bytes.len()
+            )));
+        }
+        let malformed = |why: String| AttestationError::MalformedEvidence(why);
+        let wire: WireEvidence = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let tee = match wire.tee.as_str() {
+            "sev-snp" => TeeKind::SevSnp,
+            "simulated" => TeeKind::Simulated,
+            other => return Err(malformed(format!("unknown TEE {other:?}"))),
+        };
+        let bytes =
+            |field: &str, text: &str| hex::decode(text).map_err(|e| malformed(format!("{field}: {e}")));
+        Ok(Evidence {
+            tee,
+            report: bytes("report", &wire.report)?,
+            cert_chain_pem: bytes("cert_chain_pem", &wire.cert_chain_pem)?,
+            vcek_der: bytes("vcek_der", &wire.vcek_der)?,
+            manifest_digest: wire.manifest_digest,
+        })
+    }
+}
+
 /// What a device accepts (RATS reference values); the ledger supplies the release digests.
 #[derive(Debug, Clone)]
 pub struct ReferenceValues {
@@ -53,6 +108,8 @@ pub struct AttestationResult {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttestationError {
+    #[error("the evidence is malformed: {0}")]
+    MalformedEvidence(String),
     #[error("hardware evidence check failed: {0}")]
     Snp(#[from] SnpError),
     #[error("simulated evidence check failed: {0}")]
@@ -195,6 +252,16 @@ mod tests {
         reference.launch_measurements = vec![[0; 48]];
         let error = appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap_err();
         assert!(matches!(error, AttestationError::UnknownLaunchMeasurement(_)));
+    }
+
+    #[test]
+    fn evidence_round_trips_through_json_and_refuses_garbage() {
+        let s = setup();
+        let original = evidence(&s, &s.session, s.manifest);
+        assert_eq!(Evidence::from_json(&original.to_json()).unwrap(), original);
+        for garbage in [&b"{}"[..], b"not json", &vec![b' '; MAX_EVIDENCE_BYTES + 1]] {
+            assert!(matches!(Evidence::from_json(garbage), Err(AttestationError::MalformedEvidence(_))));
+        }
     }
 
     #[test]

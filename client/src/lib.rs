@@ -1,8 +1,11 @@
 //! The device side of Private Processing.
 //!
 //! - [`transport`]: fetch the gateway's keys (the same bytes from every key directory mirror, or
-//!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay.
+//!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay;
+//! - [`session`]: attested TLS sessions with a host over that transport: evidence checked before
+//!   any request byte is sent.
 
 #![forbid(unsafe_code)]
 
+pub mod session;
 pub mod transport;

@@ -4,7 +4,8 @@
 //! - [`sandbox`]: runs each request in a fresh, limited instance of the feature's component;
 //! - [`inference`]: the text-generation trait behind the components' `inference` import, and
 //!   [`llama`], its llama.cpp implementation for GGUF models;
-//! - [`artifacts`]: the one directory the host reads, every file checked against the policy.
+//! - [`artifacts`]: the one directory the host reads, every file checked against the policy;
+//! - [`session`]: attested TLS sessions with devices, and [`serve`], their HTTP endpoints.
 //!
 //! Its log is [`pp_vocab::log`]: allow-listed fields, never text.
 
@@ -14,3 +15,5 @@ pub mod artifacts;
 pub mod inference;
 pub mod llama;
 pub mod sandbox;
+pub mod serve;
+pub mod session;

@@ -4,6 +4,7 @@
 //!   their plaintext never prints (`Debug` shows sizes only).
 //! - [`policy`]: the release policy (components, limits, model, log allow-list) and the digest of
 //!   its canonical form, the release manifest.
+//! - [`session`]: the attested session's paths, binding value and framing;
 //! - [`config`]: strict TOML configuration for every service;
 //! - [`log`]: the allow-listed event log every party writes, which cannot carry text;
 //! - [`Sha256`]: a digest that reads and writes as lowercase hex.
@@ -15,5 +16,6 @@ mod digest;
 pub mod log;
 pub mod policy;
 pub mod request;
+pub mod session;
 
 pub use digest::Sha256;

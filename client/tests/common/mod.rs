@@ -137,12 +137,6 @@ pub async fn start(hosts: usize) -> Stack {
 }
 
 pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
-    let keydir = std::env::temp_dir().join(format!("pp-keydir-{}-{}", std::process::id(), rand_suffix()));
-    let key_file = KeyFile::generate();
-    let keys = KeySet::new(&key_file).unwrap();
-    pp_gateway::publish(&keys, &keydir).unwrap();
-    let key_url = serve_keydir(keydir.clone()).await;
-
     let mut urls = Vec::new();
     let mut received = Vec::new();
     let mut host_up = Vec::new();
@@ -152,6 +146,18 @@ pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig
         received.push(seen);
         host_up.push(up);
     }
+    let mut stack = start_with_hosts(urls, adjust_relay).await;
+    (stack.hosts, stack.host_up) = (received, host_up);
+    stack
+}
+
+/// The key directory, gateway and relay in front of the hosts at `urls`.
+pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
+    let keydir = std::env::temp_dir().join(format!("pp-keydir-{}-{}", std::process::id(), rand_suffix()));
+    let key_file = KeyFile::generate();
+    let keys = KeySet::new(&key_file).unwrap();
+    pp_gateway::publish(&keys, &keydir).unwrap();
+    let key_url = serve_keydir(keydir.clone()).await;
     let gateway_log = Arc::new(MemorySink::default());
     let config = GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -189,8 +195,8 @@ pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig
         gateway_log,
         relay_received,
         gateway_received,
-        hosts: received,
-        host_up,
+        hosts: Vec::new(),
+        host_up: Vec::new(),
     }
 }
 

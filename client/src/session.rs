@@ -1,0 +1,216 @@
+//! The device's end of an attested session (protocol: [`pp_vocab::session`]).
+//!
+//! [`AttestedSession::request`] opens a TLS 1.3 session with a host through the relay and
+//! gateway, checks the host's evidence — hardware signature chain, TCB and policy, the release
+//! among the reference values, the binding to this session's nonce and certificate — and only
+//! then sends the request. Any failed check ends it before a byte of the request leaves.
+
+use crate::transport::{InnerRequest, Transport, TransportError};
+use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
+use pp_vocab::request::{FeatureRequest, FeatureResponse};
+use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the host answered {status} to the session step: {detail}")]
+    Host { status: u16, detail: String },
+    #[error("TLS with the host failed: {0}")]
+    Tls(String),
+    #[error("the host sent no evidence in its first answer")]
+    NoEvidence,
+    #[error("attestation failed, nothing was sent: {0}")]
+    Attestation(#[from] AttestationError),
+    #[error("the host's answer is malformed: {0}")]
+    Malformed(String),
+    #[error("the feature failed on the host ({code}): {message}")]
+    Feature { code: String, message: String },
+}
+
+/// What the device verified before it sent the request.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub attestation: AttestationResult,
+}
+
+pub struct AttestedSession<'a> {
+    transport: &'a Transport,
+    reference: &'a ReferenceValues,
+}
+
+impl<'a> AttestedSession<'a> {
+    pub fn new(transport: &'a Transport, reference: &'a ReferenceValues) -> Self {
+        AttestedSession { transport, reference }
+    }
+
+    /// One request in a fresh attested session: two round trips through the relay.
+    pub async fn request(
+        &self,
+        request: &FeatureRequest,
+        now: i64,
+    ) -> Result<(FeatureResponse, Verified), SessionError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let certificate = Arc::new(Mutex::new(None));
+        let mut tls =
+            ClientConnection::new(client_config(certificate.clone()), server_name()).map_err(tls_error)?;
+
+        // Round trip 1: nonce + ClientHello; handshake flight + evidence back.
+        let mut open = nonce.to_vec();
+        open.extend(drain(&mut tls)?);
+        let flight = self.step(OPEN_PATH, &id, open).await?;
+        feed(&mut tls, &flight)?;
+        let mut plaintext = FrameReader::default();
+        plaintext.push(&read_plaintext(&mut tls));
+        let evidence = plaintext
+            .next_frame()
+            .map_err(|e| SessionError::Malformed(e.to_string()))?
+            .ok_or(SessionError::NoEvidence)?;
+        let evidence = Evidence::from_json(&evidence)?;
+        let certificate =
+            certificate.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(SessionError::NoEvidence)?;
+        let attestation = appraise(&evidence, self.reference, &binding(&nonce, &certificate), now)?;
+
+        // Attestation passed: round trip 2, the request.
+        let body = Zeroizing::new(request.to_json());
+        tls.writer().write_all(&frame(&body)).map_err(|e| SessionError::Tls(e.to_string()))?;
+        let records = drain(&mut tls)?;
+        let answer = self.step(RECORDS_PATH, &id, records).await?;
+        feed(&mut tls, &answer)?;
+        plaintext.push(&read_plaintext(&mut tls));
+        let answer = plaintext
+            .next_frame()
+            .map_err(|e| SessionError::Malformed(e.to_string()))?
+            .ok_or_else(|| SessionError::Malformed("no response in the session".into()))?;
+        Ok((parse_answer(&answer)?, Verified { attestation }))
+    }
+
+    async fn step(&self, path: &str, id: &str, body: Vec<u8>) -> Result<Vec<u8>, SessionError> {
+        let request = InnerRequest {
+            path: path.into(),
+            headers: vec![
+                (SESSION_HEADER.into(), id.into()),
+                ("content-type".into(), "application/octet-stream".into()),
+            ],
+            body,
+        };
+        let answer = self.transport.send(&request).await?;
+        if answer.status != 200 {
+            let detail = String::from_utf8_lossy(&answer.body).trim().chars().take(300).collect();
+            return Err(SessionError::Host { status: answer.status, detail });
+        }
+        Ok(answer.body)
+    }
+}
+
+fn parse_answer(answer: &[u8]) -> Result<FeatureResponse, SessionError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| SessionError::Malformed(e.to_string()))?;
+    if let Some(ok) = value.get("ok") {
+        return serde_json::from_value(ok.clone()).map_err(|e| SessionError::Malformed(e.to_string()));
+    }
+    let error = value.get("error").ok_or_else(|| SessionError::Malformed("neither ok nor error".into()))?;
+    let text = |key: &str| error.get(key).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    Err(SessionError::Feature { code: text("code"), message: text("message") })
+}
+
+fn server_name() -> ServerName<'static> {
+    ServerName::try_from("private-processing-host").expect("a valid name")
+}
+
+fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(EvidenceBoundCertificate { provider: provider.clone(), seen: certificate });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// DANGEROUS on its own: accepts any certificate, because no PKI vouches for a host's per-session
+/// certificate. What makes it safe is what the session does next: it refuses to send anything
+/// until evidence from the TEE binds this certificate (and a fresh nonce). The handshake
+/// signature is still checked, so the host proves it holds the certificate's key.
+#[derive(Debug)]
+struct EvidenceBoundCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl ServerCertVerifier for EvidenceBoundCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not accepted".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_error(error: rustls::Error) -> SessionError {
+    SessionError::Tls(error.to_string())
+}
+
+fn feed(tls: &mut ClientConnection, mut records: &[u8]) -> Result<(), SessionError> {
+    while !records.is_empty() {
+        tls.read_tls(&mut records).map_err(|e| SessionError::Tls(e.to_string()))?;
+        tls.process_new_packets().map_err(tls_error)?;
+    }
+    Ok(())
+}
+
+fn drain(tls: &mut ClientConnection) -> Result<Vec<u8>, SessionError> {
+    let mut out = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut out).map_err(|e| SessionError::Tls(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+fn read_plaintext(tls: &mut ClientConnection) -> Zeroizing<Vec<u8>> {
+    let mut plaintext = Zeroizing::new(Vec::new());
+    // WouldBlock (no more data for now) and a clean close both end the read.
+    let _ = tls.reader().read_to_end(&mut plaintext);
+    plaintext
+}

@@ -1,0 +1,187 @@
+//! Attested sessions end to end: device → relay → gateway → host (simulated TEE, the real
+//! sandbox and components, scripted inference) and back. The device sends its request only after
+//! the evidence checks pass; when one fails, the host never sees a request.
+
+mod common;
+
+use common::*;
+use pp_attestation::attester::{Attester, AttesterError, EvidenceSource};
+use pp_attestation::evidence::simulated_launch_measurement;
+use pp_attestation::simulated::SimulatedRoot;
+use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::{AttestationError, Evidence, ReferenceValues};
+use pp_client::session::{AttestedSession, SessionError};
+use pp_host::artifacts::ArtifactDir;
+use pp_host::inference::ScriptedInference;
+use pp_host::sandbox::Sandbox;
+use pp_host::session::{SessionLimits, Sessions};
+use pp_vocab::log::{EventLog, MemorySink};
+use pp_vocab::policy::ReleasePolicy;
+use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options};
+use pp_vocab::Sha256;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const REPLY: &str = "- the picnic is on Saturday";
+
+struct Host {
+    url: String,
+    log: Arc<MemorySink>,
+    measurement: [u8; 48],
+    manifest: Sha256,
+    root_public: pp_attestation::simulated::SimulatedRootPublic,
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A host with the release's components, scripted inference and the simulated TEE; `wrap` may
+/// replace its evidence source.
+async fn host(wrap: impl FnOnce(Attester) -> Box<dyn EvidenceSource>) -> Host {
+    let policy = ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
+    let components =
+        ArtifactDir::open(&repo().join("target/components")).expect("run scripts/build-components");
+    let log = Arc::new(MemorySink::default());
+    let events = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(log.clone())));
+    let scripted = Arc::new(ScriptedInference::new(vec![REPLY.into()], 2048));
+    let sandbox = Arc::new(Sandbox::load(&policy, &components, scripted, events).unwrap());
+    let root = SimulatedRoot::generate();
+    let root_public = root.public();
+    let measurement = simulated_launch_measurement(b"the host binary of this test");
+    let attester = wrap(Attester::Simulated { root, launch_measurement: measurement });
+    let manifest = policy.manifest_digest();
+    let sessions = Arc::new(Sessions::new(sandbox, attester, manifest, SessionLimits::default()));
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(pp_host::serve::serve(sessions, listener));
+    Host { url, log, measurement, manifest, root_public }
+}
+
+fn reference(host: &Host) -> ReferenceValues {
+    ReferenceValues {
+        launch_measurements: vec![host.measurement],
+        manifest_digests: vec![host.manifest],
+        platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+        accept_simulated_insecure: Some(host.root_public.clone()),
+    }
+}
+
+fn summarize(text: &str) -> FeatureRequest {
+    let messages = vec![ChatMessage { author: "Maya".into(), text: text.into() }];
+    FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn requests_served(host: &Host) -> usize {
+    host.log.lines().iter().filter(|line| line.starts_with("event=request-finished")).count()
+}
+
+#[tokio::test]
+async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
+    let host = host(|a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let canary = "canary-2f7c0b5e91d3 picnic on Saturday";
+    let (response, verified) =
+        AttestedSession::new(&transport, &reference(&host)).request(&summarize(canary), now()).await.unwrap();
+    assert_eq!(response.text, REPLY);
+    assert!(verified.attestation.simulated, "simulated evidence is flagged");
+    assert_eq!(verified.attestation.manifest_digest, host.manifest);
+    assert_eq!(requests_served(&host), 1);
+
+    // Neither the relay nor the gateway saw the request: it was inside TLS inside OHTTP.
+    for (party, bytes) in [("relay", &stack.relay_received), ("gateway", &stack.gateway_received)] {
+        assert!(!contains(&bytes.lock().unwrap(), b"canary-2f7c0b5e91d3"), "the {party} saw plaintext");
+    }
+    for line in
+        host.log.lines().iter().chain(stack.gateway_log.lines().iter()).chain(stack.relay_log.lines().iter())
+    {
+        assert!(!line.contains("canary"), "a log line carries plaintext: {line}");
+    }
+}
+
+#[tokio::test]
+async fn a_release_that_is_not_published_gets_nothing() {
+    let host = host(|a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let mut reference = reference(&host);
+    reference.manifest_digests = vec![Sha256::of(b"the published release")];
+    let error =
+        AttestedSession::new(&transport, &reference).request(&summarize("secret"), now()).await.unwrap_err();
+    assert_eq!(error, SessionError::Attestation(AttestationError::UnknownManifest(host.manifest)));
+    assert_eq!(requests_served(&host), 0, "the request never reached the sandbox");
+    assert_eq!(stack.gateway_log.lines().len(), 1, "only the opening round trip crossed the gateway");
+}
+
+#[tokio::test]
+async fn simulated_evidence_is_refused_without_the_insecure_option() {
+    let host = host(|a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let mut reference = reference(&host);
+    reference.accept_simulated_insecure = None;
+    let error =
+        AttestedSession::new(&transport, &reference).request(&summarize("secret"), now()).await.unwrap_err();
+    assert_eq!(error, SessionError::Attestation(AttestationError::SimulatedNotAccepted));
+    assert_eq!(requests_served(&host), 0);
+}
+
+/// Answers every session with the evidence it made for the first one.
+struct Replaying {
+    inner: Attester,
+    recorded: Mutex<Option<Evidence>>,
+}
+
+impl EvidenceSource for Replaying {
+    fn evidence(&self, binding: &[u8; 32], manifest: Sha256) -> Result<Evidence, AttesterError> {
+        let mut recorded = self.recorded.lock().unwrap();
+        if recorded.is_none() {
+            *recorded = Some(self.inner.evidence(binding, manifest)?);
+        }
+        Ok(recorded.clone().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_report_from_an_earlier_session_is_refused() {
+    let host = host(|inner| Box::new(Replaying { inner, recorded: Mutex::new(None) })).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let reference = reference(&host);
+    let session = AttestedSession::new(&transport, &reference);
+    session.request(&summarize("first"), now()).await.unwrap();
+    let error = session.request(&summarize("second"), now()).await.unwrap_err();
+    assert_eq!(error, SessionError::Attestation(AttestationError::NotBoundToSession));
+    assert_eq!(requests_served(&host), 1, "the second request was never sent");
+}
+
+#[tokio::test]
+async fn bad_session_traffic_gets_clear_errors_and_the_host_keeps_serving() {
+    let host = host(|a| Box::new(a)).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, id: &str, body: Vec<u8>| {
+        http.post(format!("{}{path}", host.url)).header("pp-session", id).body(body).send()
+    };
+    let id = "0123456789abcdef0123";
+    let unknown = post("/session/records", id, vec![0x17, 3, 3, 0, 1, 0]).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let garbage =
+        post("/session/open", id, [vec![7u8; 32], b"not a client hello".to_vec()].concat()).await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert!(garbage.text().await.unwrap().starts_with("TLS:"));
+    assert_eq!(post("/session/open", id, vec![1, 2, 3]).await.unwrap().status(), 400, "no nonce");
+    assert_eq!(post("/session/open", "short", vec![0; 40]).await.unwrap().status(), 400, "bad id");
+
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let (response, _) = AttestedSession::new(&transport, &reference(&host))
+        .request(&summarize("still"), now())
+        .await
+        .unwrap();
+    assert_eq!(response.text, REPLY);
+}

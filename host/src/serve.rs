@@ -1,0 +1,56 @@
+//! The host's HTTP endpoints, which the gateway calls: `POST /session/open`,
+//! `POST /session/records` (both with the `pp-session` header) and `GET /health`. The bodies are
+//! TLS records; nothing here sees plaintext but the session code.
+
+use crate::session::{SessionError, Sessions};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use pp_vocab::session::{OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
+use std::sync::Arc;
+
+pub fn router(sessions: Arc<Sessions>) -> Router {
+    Router::new()
+        .route(OPEN_PATH, post(open))
+        .route(RECORDS_PATH, post(records))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(sessions)
+}
+
+pub async fn serve(sessions: Arc<Sessions>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(sessions)).await
+}
+
+async fn open(State(sessions): State<Arc<Sessions>>, headers: HeaderMap, body: Bytes) -> Response {
+    run(sessions, headers, body, |sessions, id, body| sessions.open(id, body)).await
+}
+
+async fn records(State(sessions): State<Arc<Sessions>>, headers: HeaderMap, body: Bytes) -> Response {
+    run(sessions, headers, body, |sessions, id, body| sessions.records(id, body)).await
+}
+
+/// Runs a session step off the async threads (a request can hold the model for seconds).
+async fn run(
+    sessions: Arc<Sessions>,
+    headers: HeaderMap,
+    body: Bytes,
+    step: fn(&Sessions, &str, &[u8]) -> Result<Vec<u8>, SessionError>,
+) -> Response {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string) else {
+        return answer_error(&SessionError::BadSessionId);
+    };
+    let outcome = tokio::task::spawn_blocking(move || step(&sessions, &id, &body)).await;
+    match outcome {
+        Ok(Ok(records)) => ([("content-type", "application/octet-stream")], records).into_response(),
+        Ok(Err(error)) => answer_error(&error),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the session step failed\n").into_response(),
+    }
+}
+
+fn answer_error(error: &SessionError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, [("content-type", "text/plain; charset=utf-8")], format!("{error}\n")).into_response()
+}

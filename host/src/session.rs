@@ -1,0 +1,216 @@
+//! The host's end of attested sessions (see [`pp_vocab::session`] for the protocol).
+//!
+//! Each session gets a TLS key and certificate made for it alone, so evidence bound to that
+//! certificate and the device's nonce cannot serve another session. Sessions are few (a cap, then
+//! a retryable "busy"), short-lived, and forgotten as soon as the response leaves: rustls wipes
+//! its secrets on drop, and the plaintext buffers are zeroized.
+
+use crate::sandbox::Sandbox;
+use pp_attestation::attester::{AttesterError, EvidenceSource};
+use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES};
+use pp_vocab::Sha256;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ServerConfig, ServerConnection};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the host is busy: {0} sessions are open; retry shortly")]
+    Busy(usize),
+    #[error("session {0:?} is already open")]
+    AlreadyOpen(String),
+    #[error("no open session with this id (it never existed, expired or ended)")]
+    UnknownSession,
+    #[error("the session id must be 16 to 64 characters of [A-Za-z0-9_-]")]
+    BadSessionId,
+    #[error("the open request must start with a {NONCE_BYTES}-byte nonce")]
+    MissingNonce,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("the device sent a malformed message inside the session: {0}")]
+    Malformed(String),
+    #[error("cannot produce evidence: {0}")]
+    Attestation(String),
+}
+
+impl SessionError {
+    /// The HTTP status the host answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            SessionError::Busy(_) => 503,
+            SessionError::UnknownSession => 404,
+            SessionError::AlreadyOpen(_) => 409,
+            SessionError::Attestation(_) => 500,
+            _ => 400,
+        }
+    }
+}
+
+pub struct SessionLimits {
+    pub max_sessions: usize,
+    pub lifetime: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits { max_sessions: 64, lifetime: Duration::from_secs(60) }
+    }
+}
+
+struct Session {
+    tls: ServerConnection,
+    plaintext: FrameReader,
+    opened: Instant,
+}
+
+pub struct Sessions {
+    sandbox: Arc<Sandbox>,
+    attester: Box<dyn EvidenceSource>,
+    manifest_digest: Sha256,
+    limits: SessionLimits,
+    open: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        attester: Box<dyn EvidenceSource>,
+        manifest_digest: Sha256,
+        limits: SessionLimits,
+    ) -> Self {
+        Sessions { sandbox, attester, manifest_digest, limits, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// Round trip 1: the nonce and ClientHello in; the handshake flight and the evidence out.
+    pub fn open(&self, id: &str, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+        check_id(id)?;
+        let nonce: &[u8; NONCE_BYTES] =
+            body.get(..NONCE_BYTES).and_then(|n| n.try_into().ok()).ok_or(SessionError::MissingNonce)?;
+        {
+            let mut open = self.lock();
+            self.expire(&mut open);
+            if open.contains_key(id) {
+                return Err(SessionError::AlreadyOpen(id.into()));
+            }
+            if open.len() >= self.limits.max_sessions {
+                return Err(SessionError::Busy(open.len()));
+            }
+        }
+        let (config, certificate) = session_tls_config()?;
+        let evidence = self
+            .attester
+            .evidence(&binding(nonce, &certificate), self.manifest_digest)
+            .map_err(|e: AttesterError| SessionError::Attestation(e.to_string()))?;
+        let mut tls = ServerConnection::new(config).map_err(tls_error)?;
+        feed(&mut tls, &body[NONCE_BYTES..])?;
+        // Sent as 0.5-RTT data, right after the server's Finished.
+        tls.writer().write_all(&frame(&evidence.to_json())).map_err(|e| SessionError::Tls(e.to_string()))?;
+        let out = drain(&mut tls)?;
+        let session = Session { tls, plaintext: FrameReader::default(), opened: Instant::now() };
+        let mut open = self.lock();
+        if open.len() >= self.limits.max_sessions {
+            return Err(SessionError::Busy(open.len()));
+        }
+        open.insert(id.to_string(), session);
+        Ok(out)
+    }
+
+    /// Round trip 2: the device's Finished and framed request in; the framed response out. The
+    /// session ends here whatever happens.
+    pub fn records(&self, id: &str, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+        let mut session = {
+            let mut open = self.lock();
+            self.expire(&mut open);
+            open.remove(id).ok_or(SessionError::UnknownSession)?
+        };
+        feed(&mut session.tls, body)?;
+        let mut plaintext = Zeroizing::new(Vec::new());
+        let _ = session.tls.reader().read_to_end(&mut plaintext);
+        session.plaintext.push(&plaintext);
+        let request = session
+            .plaintext
+            .next_frame()
+            .map_err(|e| SessionError::Malformed(e.to_string()))?
+            .ok_or_else(|| SessionError::Malformed("the request did not arrive whole".into()))?;
+        let request = Zeroizing::new(request);
+        let answer = match self.sandbox.handle_json(&request) {
+            Ok(response) => serde_json::json!({ "ok": response_json(&response) }),
+            Err(error) => {
+                serde_json::json!({ "error": { "code": error.code(), "message": error.to_string() } })
+            }
+        };
+        let answer = Zeroizing::new(serde_json::to_vec(&answer).expect("plain data serializes"));
+        session.tls.writer().write_all(&frame(&answer)).map_err(|e| SessionError::Tls(e.to_string()))?;
+        session.tls.send_close_notify();
+        drain(&mut session.tls)
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expire(&self, open: &mut HashMap<String, Session>) {
+        let lifetime = self.limits.lifetime;
+        open.retain(|_, session| session.opened.elapsed() < lifetime);
+    }
+}
+
+fn response_json(response: &pp_vocab::request::FeatureResponse) -> serde_json::Value {
+    serde_json::to_value(response).expect("plain data serializes")
+}
+
+fn check_id(id: &str) -> Result<(), SessionError> {
+    let valid = (16..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    valid.then_some(()).ok_or(SessionError::BadSessionId)
+}
+
+/// A TLS 1.3 server configuration with a key and self-signed certificate made for one session.
+/// No PKI vouches for it: the evidence does, by binding its hash.
+fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| SessionError::Tls(e.to_string()))?;
+    let params = rcgen::CertificateParams::new(vec!["private-processing-host".to_string()])
+        .map_err(|e| SessionError::Tls(e.to_string()))?;
+    let certificate = params.self_signed(&key).map_err(|e| SessionError::Tls(e.to_string()))?;
+    let certificate_der = certificate.der().to_vec();
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error)?
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(certificate_der.clone())], key_der)
+        .map_err(tls_error)?;
+    config.send_half_rtt_data = true;
+    Ok((Arc::new(config), certificate_der))
+}
+
+fn tls_error(error: rustls::Error) -> SessionError {
+    SessionError::Tls(error.to_string())
+}
+
+/// Hands the device's TLS records to rustls.
+fn feed(tls: &mut ServerConnection, mut records: &[u8]) -> Result<(), SessionError> {
+    while !records.is_empty() {
+        tls.read_tls(&mut records).map_err(|e| SessionError::Tls(e.to_string()))?;
+        tls.process_new_packets().map_err(tls_error)?;
+    }
+    Ok(())
+}
+
+/// Everything rustls has to send.
+fn drain(tls: &mut ServerConnection) -> Result<Vec<u8>, SessionError> {
+    let mut out = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut out).map_err(|e| SessionError::Tls(e.to_string()))?;
+    }
+    Ok(out)
+}
