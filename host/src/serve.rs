@@ -32,12 +32,15 @@ async fn records(State(sessions): State<Arc<Sessions>>, headers: HeaderMap, body
     run(sessions, headers, body, |sessions, id, body| sessions.records(id, body)).await
 }
 
+/// A step of a session: the session id and the device's TLS records in, the host's out.
+type SessionStep = fn(&Sessions, &str, &[u8]) -> Result<Vec<u8>, SessionError>;
+
 /// Runs a session step off the async threads (a request can hold the model for seconds).
 async fn run(
     sessions: Arc<Sessions>,
     headers: HeaderMap,
     body: Bytes,
-    step: fn(&Sessions, &str, &[u8]) -> Result<Vec<u8>, SessionError>,
+    step: SessionStep,
 ) -> Response {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string) else {
         return answer_error(&SessionError::BadSessionId);
