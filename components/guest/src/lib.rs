@@ -7,6 +7,8 @@
 
 pub mod facts;
 
+// Generated code: its lints are wit-bindgen's business.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

@@ -51,12 +51,12 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     let max_tokens = options.max_output_tokens.unwrap_or(draft_tokens * 2 + 32).clamp(1, room);
     let source = Facts::of(draft);
     let ways = prompts(input.style, draft);
-    let greedy = ways.iter().map(|way| (way, options.clone()));
+    let greedy = ways.iter().map(|way| (way, *options));
     let sampled = (1..=SAMPLED_TRIES).map(|seed| {
         let options = Options {
             temperature: Some(options.temperature.unwrap_or(SAMPLING_TEMPERATURE)),
             seed: Some(options.seed.unwrap_or(0).wrapping_add(seed)),
-            ..options.clone()
+            ..*options
         };
         (&ways[1], options)
     });
