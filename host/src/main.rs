@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{ScriptedInference, TextGenerator};
 use pp_host::llama::LlamaGenerator;
+use pp_attestation::attester::Attester;
+use pp_attestation::evidence::simulated_launch_measurement;
+use pp_attestation::simulated::SimulatedRoot;
 use pp_host::sandbox::{RunStats, Sandbox};
+use pp_host::session::{SessionLimits, Sessions};
 use pp_vocab::log::{EventLog, MemorySink, StderrSink};
 use pp_vocab::policy::{FeaturePolicy, ReleasePolicy};
 use pp_vocab::request::FeatureRequest;
@@ -37,6 +41,41 @@ enum Command {
         /// Request files, e.g. examples/picnic-chat.json.
         #[arg(required = true)]
         requests: Vec<PathBuf>,
+    },
+    /// Serve attested sessions over HTTP (the gateway calls this): the release loaded as for
+    /// `run`, evidence from the chosen TEE.
+    Serve {
+        #[command(flatten)]
+        release: ReleaseArgs,
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: std::net::SocketAddr,
+        /// Where evidence comes from: `simulated` (no hardware; devices must opt in as insecure)
+        /// or `sev-snp` (configfs-tsm).
+        #[arg(long, value_parser = ["simulated", "sev-snp"])]
+        attester: String,
+        /// The simulated TEE's root key (made by `pp-host simulated-root`).
+        #[arg(long, required_if_eq("attester", "simulated"))]
+        simulated_root: Option<PathBuf>,
+        /// SEV-SNP: the ASK+ARK chain (PEM) and the VCEK (DER) cached from AMD's KDS.
+        #[arg(long, required_if_eq("attester", "sev-snp"))]
+        cert_chain: Option<PathBuf>,
+        #[arg(long, required_if_eq("attester", "sev-snp"))]
+        vcek: Option<PathBuf>,
+        /// Sessions open at once; more get a retryable "busy".
+        #[arg(long, default_value_t = 64)]
+        max_sessions: usize,
+    },
+    /// Make a simulated TEE root key for a development deployment (refuses to overwrite one);
+    /// prints the public key devices must pin.
+    SimulatedRoot {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the reference values a device needs for this host: launch measurement (simulated:
+    /// SHA-384 of this binary) and release manifest digest.
+    ReferenceValues {
+        #[arg(long, default_value = "policies/release.toml")]
+        policy: PathBuf,
     },
     /// Feature authors' tools.
     #[command(subcommand)]
@@ -96,7 +135,65 @@ fn main() -> Result<()> {
             component_test(&component, &input, &model, &policy)
         }
         Command::Bench(command) => bench::run(command),
+        Command::Serve { release, listen, attester, simulated_root, cert_chain, vcek, max_sessions } => {
+            let attester = match attester.as_str() {
+                "simulated" => simulated_attester(simulated_root.as_deref().expect("clap requires it"))?,
+                _ => Attester::SevSnp {
+                    cert_chain_pem: read(cert_chain.as_deref().expect("clap requires it"))?,
+                    vcek_der: read(vcek.as_deref().expect("clap requires it"))?,
+                },
+            };
+            serve(&release, listen, attester, max_sessions)
+        }
+        Command::SimulatedRoot { out } => {
+            anyhow::ensure!(!out.exists(), "{} exists: not overwriting a root key", out.display());
+            let root = SimulatedRoot::generate();
+            std::fs::write(&out, hex::encode(root.secret().as_slice()))?;
+            println!("{}", hex::encode(&root.public().0));
+            Ok(())
+        }
+        Command::ReferenceValues { policy } => {
+            let policy = ReleasePolicy::load(&policy)?;
+            println!("launch-measurement {}", hex::encode(launch_measurement()?));
+            println!("manifest-digest {}", policy.manifest_digest());
+            Ok(())
+        }
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The simulated TEE measures the host binary itself (hardware measures the whole VM image).
+fn launch_measurement() -> Result<[u8; 48]> {
+    let binary = std::env::current_exe().context("finding this binary")?;
+    Ok(simulated_launch_measurement(&read(&binary)?))
+}
+
+fn simulated_attester(root_file: &Path) -> Result<Attester> {
+    let secret = hex::decode(String::from_utf8(read(root_file)?)?.trim())
+        .with_context(|| format!("{} is not a hex root key", root_file.display()))?;
+    let root = SimulatedRoot::from_secret(&secret)?;
+    eprintln!("attester: SIMULATED TEE — no hardware protection; devices accept it only as insecure");
+    Ok(Attester::Simulated { root, launch_measurement: launch_measurement()? })
+}
+
+fn serve(args: &ReleaseArgs, listen: std::net::SocketAddr, attester: Attester, max_sessions: usize) -> Result<()> {
+    let policy = ReleasePolicy::load(&args.policy)?;
+    let generator = load_generator(&args.model, &policy)?;
+    let components = ArtifactDir::open(&args.components)?;
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(StderrSink)));
+    let sandbox = Arc::new(Sandbox::load(&policy, &components, generator, log)?);
+    let limits = SessionLimits { max_sessions, ..SessionLimits::default() };
+    let sessions = Arc::new(Sessions::new(sandbox, Box::new(attester), policy.manifest_digest(), limits));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        eprintln!("pp-host: serving attested sessions on http://{}", listener.local_addr()?);
+        pp_host::serve::serve(sessions, listener).await?;
+        Ok(())
+    })
 }
 
 fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
