@@ -3,12 +3,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use pp_host::artifacts::ArtifactDir;
-use pp_host::inference::{ScriptedInference, TextGenerator};
-use pp_host::llama::LlamaGenerator;
 use pp_attestation::attester::Attester;
 use pp_attestation::evidence::simulated_launch_measurement;
 use pp_attestation::simulated::SimulatedRoot;
+use pp_host::artifacts::ArtifactDir;
+use pp_host::inference::{ScriptedInference, TextGenerator};
+use pp_host::llama::LlamaGenerator;
 use pp_host::sandbox::{RunStats, Sandbox};
 use pp_host::session::{SessionLimits, Sessions};
 use pp_vocab::log::{EventLog, MemorySink, StderrSink};
@@ -179,7 +179,12 @@ fn simulated_attester(root_file: &Path) -> Result<Attester> {
     Ok(Attester::Simulated { root, launch_measurement: launch_measurement()? })
 }
 
-fn serve(args: &ReleaseArgs, listen: std::net::SocketAddr, attester: Attester, max_sessions: usize) -> Result<()> {
+fn serve(
+    args: &ReleaseArgs,
+    listen: std::net::SocketAddr,
+    attester: Attester,
+    max_sessions: usize,
+) -> Result<()> {
     let policy = ReleasePolicy::load(&args.policy)?;
     let generator = load_generator(&args.model, &policy)?;
     let components = ArtifactDir::open(&args.components)?;
@@ -189,7 +194,8 @@ fn serve(args: &ReleaseArgs, listen: std::net::SocketAddr, attester: Attester, m
     let sessions = Arc::new(Sessions::new(sandbox, Box::new(attester), policy.manifest_digest(), limits));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         eprintln!("pp-host: serving attested sessions on http://{}", listener.local_addr()?);
         pp_host::serve::serve(sessions, listener).await?;
         Ok(())

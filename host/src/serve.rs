@@ -36,12 +36,7 @@ async fn records(State(sessions): State<Arc<Sessions>>, headers: HeaderMap, body
 type SessionStep = fn(&Sessions, &str, &[u8]) -> Result<Vec<u8>, SessionError>;
 
 /// Runs a session step off the async threads (a request can hold the model for seconds).
-async fn run(
-    sessions: Arc<Sessions>,
-    headers: HeaderMap,
-    body: Bytes,
-    step: SessionStep,
-) -> Response {
+async fn run(sessions: Arc<Sessions>, headers: HeaderMap, body: Bytes, step: SessionStep) -> Response {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string) else {
         return answer_error(&SessionError::BadSessionId);
     };

@@ -1,0 +1,159 @@
+//! `pp`: the device's command line. Sends a feature request through the private path — keys
+//! from the key directory, OHTTP through the relay, an attested TLS session with a host — and
+//! prints the answer. Each phase is shown on stderr as it happens.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use pp_attestation::simulated::SimulatedRootPublic;
+use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::{ReferenceValues, TeeKind};
+use pp_client::session::AttestedSession;
+use pp_client::transport::{Transport, TransportConfig};
+use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
+use pp_vocab::Sha256;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "pp", version, about = "Private Processing on this device")]
+struct Cli {
+    /// The device's configuration (TOML).
+    #[arg(long, default_value = "device.toml", global = true)]
+    config: PathBuf,
+    /// Print the answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarize a chat: a JSON request file, or text with one `Name: message` per line.
+    Summarize { chat: PathBuf },
+    /// Rewrite a draft (the text itself, or a file holding it) in a style.
+    Rewrite {
+        #[arg(long, value_parser = ["formal", "friendly", "concise", "fix-grammar"])]
+        style: String,
+        draft: String,
+    },
+}
+
+/// `device.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceConfig {
+    relay_url: String,
+    /// The key directory and its mirrors: all must serve the same keys.
+    key_urls: Vec<String>,
+    /// Reference values: the releases this device accepts.
+    launch_measurements: Vec<String>,
+    manifest_digests: Vec<Sha256>,
+    /// INSECURE, development only: accept simulated evidence signed by this root (hex).
+    #[serde(default)]
+    accept_simulated_insecure_root: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
+    let request = match &cli.command {
+        Command::Summarize { chat } => summarize_request(chat)?,
+        Command::Rewrite { style, draft } => rewrite_request(style, draft)?,
+    };
+    let reference = reference_values(&config)?;
+    let transport = Transport::new(TransportConfig {
+        relay_url: config.relay_url.clone(),
+        key_urls: config.key_urls.clone(),
+        local_address: None,
+        timeout: Duration::from_secs(300),
+    });
+    eprintln!(
+        "pp: fetching the gateway's keys from {} key director{}…",
+        config.key_urls.len(),
+        if config.key_urls.len() == 1 { "y" } else { "ies" }
+    );
+    transport.fetch_keys().await?;
+    eprintln!("pp: keys agree; opening an attested session through the relay {}…", config.relay_url);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let (response, verified) = AttestedSession::new(&transport, &reference).request(&request, now).await?;
+    let attestation = &verified.attestation;
+    let tee = match attestation.tee {
+        TeeKind::SevSnp => "AMD SEV-SNP",
+        TeeKind::Simulated => "SIMULATED (no hardware protection)",
+    };
+    eprintln!("pp: attestation passed before sending: TEE {tee}");
+    eprintln!("pp:   launch measurement {}", hex::encode(attestation.launch_measurement));
+    eprintln!("pp:   release manifest   {}", attestation.manifest_digest);
+    eprintln!(
+        "pp: answer received ({} prompt + {} generated tokens)",
+        response.prompt_tokens, response.completion_tokens
+    );
+    if cli.json {
+        println!("{}", serde_json::to_string(&response)?);
+    } else {
+        println!("{}", response.text);
+    }
+    Ok(())
+}
+
+fn reference_values(config: &DeviceConfig) -> Result<ReferenceValues> {
+    let launch_measurements = config
+        .launch_measurements
+        .iter()
+        .map(|m| {
+            hex::decode(m)
+                .ok()
+                .and_then(|b| <[u8; 48]>::try_from(b).ok())
+                .context("a launch measurement is 48 bytes of hex")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let accept_simulated_insecure = match &config.accept_simulated_insecure_root {
+        Some(root) => {
+            eprintln!("pp: WARNING: this device accepts SIMULATED evidence (insecure, development only)");
+            Some(SimulatedRootPublic(hex::decode(root).context("the simulated root is hex")?))
+        }
+        None => None,
+    };
+    Ok(ReferenceValues {
+        launch_measurements,
+        manifest_digests: config.manifest_digests.clone(),
+        platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+        accept_simulated_insecure,
+    })
+}
+
+fn summarize_request(chat: &Path) -> Result<FeatureRequest> {
+    let text = std::fs::read_to_string(chat).with_context(|| format!("reading {}", chat.display()))?;
+    if text.trim_start().starts_with('{') {
+        return Ok(FeatureRequest::from_json(text.as_bytes())?);
+    }
+    let messages: Vec<ChatMessage> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| match line.split_once(':') {
+            Some((author, message)) => {
+                ChatMessage { author: author.trim().into(), text: message.trim().into() }
+            }
+            None => ChatMessage { author: String::new(), text: line.trim().into() },
+        })
+        .collect();
+    if messages.is_empty() {
+        bail!("{} holds no messages", chat.display());
+    }
+    Ok(FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() })
+}
+
+fn rewrite_request(style: &str, draft: &str) -> Result<FeatureRequest> {
+    let draft = match std::fs::read_to_string(draft) {
+        Ok(text) => text,
+        Err(_) => draft.to_string(),
+    };
+    let style: Style = serde_json::from_value(serde_json::Value::String(style.into()))?;
+    Ok(FeatureRequest {
+        input: FeatureInput::Rewrite { draft: draft.trim().into(), style },
+        options: Options::default(),
+    })
+}
