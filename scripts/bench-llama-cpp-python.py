@@ -23,7 +23,7 @@ prompt = (
 )
 
 started = time.perf_counter()
-llm = Llama(model_path=model, n_ctx=2048, n_batch=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+llm = Llama(model_path=model, n_ctx=2048, n_batch=2048, n_threads=threads, n_threads_batch=threads, last_n_tokens_size=64, verbose=False)
 load_s = time.perf_counter() - started
 
 tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -37,7 +37,7 @@ prompt_s = time.perf_counter() - started
 generated = 0
 started = time.perf_counter()
 for _ in range(new_tokens):
-    token = llm.sample(temp=0.0, repeat_penalty=1.2, penalty_last_n=64)
+    token = llm.sample(temp=0.0, repeat_penalty=1.2)
     if llm.token_eos() == token or token == llm.tokenize(b"<|im_end|>", add_bos=False, special=True)[0]:
         break
     llm.eval([token])
