@@ -57,39 +57,13 @@ impl<'a> AttestedSession<'a> {
         now: i64,
     ) -> Result<(FeatureResponse, Verified), SessionError> {
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let nonce: [u8; NONCE_BYTES] = rand::random();
-        let certificate = Arc::new(Mutex::new(None));
-        let mut tls =
-            ClientConnection::new(client_config(certificate.clone()), server_name()).map_err(tls_error)?;
-
-        // Round trip 1: nonce + ClientHello; handshake flight + evidence back.
-        let mut open = nonce.to_vec();
-        open.extend(drain(&mut tls)?);
-        let flight = self.step(OPEN_PATH, &id, open).await?;
-        feed(&mut tls, &flight)?;
-        let mut plaintext = FrameReader::default();
-        plaintext.push(&read_plaintext(&mut tls));
-        let evidence = plaintext
-            .next_frame()
-            .map_err(|e| SessionError::Malformed(e.to_string()))?
-            .ok_or(SessionError::NoEvidence)?;
-        let evidence = Evidence::from_json(&evidence)?;
-        let certificate =
-            certificate.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(SessionError::NoEvidence)?;
-        let attestation = appraise(&evidence, self.reference, &binding(&nonce, &certificate), now)?;
-
-        // Attestation passed: round trip 2, the request.
-        let body = Zeroizing::new(request.to_json());
-        tls.writer().write_all(&frame(&body)).map_err(|e| SessionError::Tls(e.to_string()))?;
-        let records = drain(&mut tls)?;
+        let (handshake, opening) = ClientHandshake::start()?;
+        let flight = self.step(OPEN_PATH, &id, opening).await?;
+        let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
+        // Attestation passed: only now does the request leave.
+        let records = session.seal_request(request)?;
         let answer = self.step(RECORDS_PATH, &id, records).await?;
-        feed(&mut tls, &answer)?;
-        plaintext.push(&read_plaintext(&mut tls));
-        let answer = plaintext
-            .next_frame()
-            .map_err(|e| SessionError::Malformed(e.to_string()))?
-            .ok_or_else(|| SessionError::Malformed("no response in the session".into()))?;
-        Ok((parse_answer(&answer)?, Verified { attestation }))
+        Ok((session.open_answer(&answer)?, verified))
     }
 
     async fn step(&self, path: &str, id: &str, body: Vec<u8>) -> Result<Vec<u8>, SessionError> {
@@ -107,6 +81,80 @@ impl<'a> AttestedSession<'a> {
             return Err(SessionError::Host { status: answer.status, detail });
         }
         Ok(answer.body)
+    }
+}
+
+/// The device's side of the session as steps on bytes, with no I/O: [`ClientHandshake::start`]
+/// gives the opening (nonce and ClientHello); [`ClientHandshake::finish`] takes the host's
+/// flight and appraises its evidence; the [`VerifiedSession`] it returns seals the request and
+/// opens the answer.
+pub struct ClientHandshake {
+    tls: ClientConnection,
+    nonce: [u8; NONCE_BYTES],
+    certificate: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+/// A session whose host passed attestation.
+pub struct VerifiedSession {
+    tls: ClientConnection,
+    plaintext: FrameReader,
+}
+
+impl ClientHandshake {
+    pub fn start() -> Result<(Self, Vec<u8>), SessionError> {
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let certificate = Arc::new(Mutex::new(None));
+        let mut tls =
+            ClientConnection::new(client_config(certificate.clone()), server_name()).map_err(tls_error)?;
+        let mut opening = nonce.to_vec();
+        opening.extend(drain(&mut tls)?);
+        Ok((ClientHandshake { tls, nonce, certificate }, opening))
+    }
+
+    /// Completes the handshake with the host's flight and appraises the evidence in it.
+    pub fn finish(
+        mut self,
+        flight: &[u8],
+        reference: &ReferenceValues,
+        now: i64,
+    ) -> Result<(VerifiedSession, Verified), SessionError> {
+        feed(&mut self.tls, flight)?;
+        let mut plaintext = FrameReader::default();
+        plaintext.push(&read_plaintext(&mut self.tls));
+        let evidence = plaintext
+            .next_frame()
+            .map_err(|e| SessionError::Malformed(e.to_string()))?
+            .ok_or(SessionError::NoEvidence)?;
+        let evidence = Evidence::from_json(&evidence)?;
+        let certificate = self
+            .certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(SessionError::NoEvidence)?;
+        let attestation = appraise(&evidence, reference, &binding(&self.nonce, &certificate), now)?;
+        Ok((VerifiedSession { tls: self.tls, plaintext }, Verified { attestation }))
+    }
+}
+
+impl VerifiedSession {
+    /// The device's Finished and the framed request, as TLS records.
+    pub fn seal_request(&mut self, request: &FeatureRequest) -> Result<Vec<u8>, SessionError> {
+        let body = Zeroizing::new(request.to_json());
+        self.tls.writer().write_all(&frame(&body)).map_err(|e| SessionError::Tls(e.to_string()))?;
+        drain(&mut self.tls)
+    }
+
+    /// The host's answer from its TLS records.
+    pub fn open_answer(&mut self, records: &[u8]) -> Result<FeatureResponse, SessionError> {
+        feed(&mut self.tls, records)?;
+        self.plaintext.push(&read_plaintext(&mut self.tls));
+        let answer = self
+            .plaintext
+            .next_frame()
+            .map_err(|e| SessionError::Malformed(e.to_string()))?
+            .ok_or_else(|| SessionError::Malformed("no response in the session".into()))?;
+        parse_answer(&answer)
     }
 }
 

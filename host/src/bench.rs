@@ -55,14 +55,23 @@ fn sandbox(requests: usize, policy: &std::path::Path, components: &std::path::Pa
         input: FeatureInput::Rewrite { draft: "hello there".into(), style: Style::Formal },
         options: Options::default(),
     };
-    let profile = if cfg!(debug_assertions) { "debug build: figures ~10x slower than --release" } else { "release build" };
+    let profile = if cfg!(debug_assertions) {
+        "debug build: figures ~10x slower than --release"
+    } else {
+        "release build"
+    };
     println!("sandbox: {requests} trivial rewrite requests per line ({profile})");
     // The echo fixture shows the sandbox's own cost: no host calls, a 13 KB component.
     let mut echo = release.clone();
-    let fixture = components.read_verified("misbehave.wasm", pp_vocab::Sha256::of(&std::fs::read(components.path().join("misbehave.wasm"))?))?;
+    let fixture = components.read_verified(
+        "misbehave.wasm",
+        pp_vocab::Sha256::of(&std::fs::read(components.path().join("misbehave.wasm"))?),
+    )?;
     let limits = echo.features.get_mut("rewrite").expect("the release has rewrite");
     (limits.component, limits.sha256) = ("misbehave.wasm".into(), pp_vocab::Sha256::of(&fixture));
-    for (what, policy) in [("rewrite component, scripted inference", &release), ("echo fixture, no model call", &echo)] {
+    for (what, policy) in
+        [("rewrite component, scripted inference", &release), ("echo fixture, no model call", &echo)]
+    {
         println!("{what}:");
         sandbox_figures(requests, policy, &components, &request)?;
     }
@@ -70,7 +79,12 @@ fn sandbox(requests: usize, policy: &std::path::Path, components: &std::path::Pa
     Ok(())
 }
 
-fn sandbox_figures(requests: usize, policy: &ReleasePolicy, components: &ArtifactDir, request: &FeatureRequest) -> Result<()> {
+fn sandbox_figures(
+    requests: usize,
+    policy: &ReleasePolicy,
+    components: &ArtifactDir,
+    request: &FeatureRequest,
+) -> Result<()> {
     let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(DiscardSink)));
     let scripted = Arc::new(ScriptedInference::new(vec!["Hello.".into()], policy.model.context_tokens));
     let mut baseline = None;

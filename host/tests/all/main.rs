@@ -8,3 +8,4 @@ mod components;
 mod model;
 mod quality;
 mod sandbox;
+mod session;
