@@ -5,10 +5,11 @@
 //! Its canonical form, the release manifest ([`ReleasePolicy::manifest`]), is what the host's
 //! attestation evidence and the transparency ledger refer to by digest.
 
+use crate::config::{self, ConfigError};
 use crate::Sha256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,26 +71,18 @@ pub struct LogPolicy {
     pub allowed_fields: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("cannot read the release policy {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
-    #[error("release policy {file}: {message}")]
-    Invalid { file: PathBuf, message: String },
-}
-
 impl ReleasePolicy {
-    pub fn load(file: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| PolicyError::Read { file: file.into(), source })?;
-        Self::parse(&text, file)
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        Self::checked(config::load(file)?, file)
     }
 
     /// Parses and checks a policy; `file` only names it in errors.
-    pub fn parse(text: &str, file: &Path) -> Result<Self, PolicyError> {
-        let invalid = |message: String| PolicyError::Invalid { file: file.into(), message };
-        let policy: ReleasePolicy = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        policy.check().map_err(invalid)?;
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        Self::checked(config::parse(text, file)?, file)
+    }
+
+    fn checked(policy: ReleasePolicy, file: &Path) -> Result<Self, ConfigError> {
+        policy.check().map_err(|message| ConfigError::Invalid { file: file.into(), message })?;
         Ok(policy)
     }
 
@@ -158,7 +151,7 @@ mod tests {
 
     const RELEASE: &str = include_str!("../../policies/release.toml");
 
-    fn parse(text: &str) -> Result<ReleasePolicy, PolicyError> {
+    fn parse(text: &str) -> Result<ReleasePolicy, ConfigError> {
         ReleasePolicy::parse(text, Path::new("policies/test.toml"))
     }
 
