@@ -56,8 +56,15 @@ struct DeviceConfig {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+async fn main() {
+    // One clear line on failure, whatever RUST_BACKTRACE says; exit code 1.
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("pp: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
     let request = match &cli.command {
         Command::Summarize { chat } => summarize_request(chat)?,
@@ -125,8 +132,17 @@ fn reference_values(config: &DeviceConfig) -> Result<ReferenceValues> {
     })
 }
 
+/// Largest chat file read (the release's summarize limit is 256 KiB of text).
+const MAX_CHAT_FILE_BYTES: u64 = 512 * 1024;
+
 fn summarize_request(chat: &Path) -> Result<FeatureRequest> {
-    let text = std::fs::read_to_string(chat).with_context(|| format!("reading {}", chat.display()))?;
+    let size = std::fs::metadata(chat).with_context(|| format!("reading {}", chat.display()))?.len();
+    if size > MAX_CHAT_FILE_BYTES {
+        bail!("{} has {size} bytes; pp reads chat files of at most {MAX_CHAT_FILE_BYTES}", chat.display());
+    }
+    let bytes = std::fs::read(chat).with_context(|| format!("reading {}", chat.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a text file (not UTF-8)", chat.display()))?;
     if text.trim_start().starts_with('{') {
         return Ok(FeatureRequest::from_json(text.as_bytes())?);
     }

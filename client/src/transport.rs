@@ -11,12 +11,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
-pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
-/// RFC 9458 §5.3.
-pub const KEY_PROBLEM_TYPE: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
-/// The relay marks the refusals it makes itself (not the gateway's) with this header.
-pub const RELAY_REFUSAL_HEADER: &str = "pp-relay-refusal";
+pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, RELAY_REFUSAL_HEADER, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {

@@ -25,12 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
-pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
-/// RFC 9458 §5.3: the problem type that tells a client to fetch the key configuration again.
-pub const KEY_PROBLEM_TYPE: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
+pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 /// The inner header that keeps a session's messages on one host.
-pub const SESSION_HEADER: &str = "pp-session";
+pub use pp_vocab::session::SESSION_HEADER;
 
 /// `gateway.toml`.
 #[derive(Debug, Clone, Deserialize)]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// The files a key directory publishes, and their media types.
 pub const PUBLISHED: &[(&str, &str)] = &[
     // RFC 9458 §3.2.
-    ("ohttp-keys", "application/ohttp-keys"),
+    ("ohttp-keys", pp_vocab::ohttp::KEYS_MEDIA_TYPE),
     // RFC 9578 §4: the issuer's token keys.
     ("token-issuer-directory", "application/private-token-issuer-directory"),
     // C2SP tlog-checkpoint: the ledger's latest signed checkpoint.

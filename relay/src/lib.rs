@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
+pub use pp_vocab::ohttp::{RELAY_REFUSAL_HEADER as REFUSAL_HEADER, REQUEST_MEDIA_TYPE};
 
 /// `relay.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -202,9 +202,6 @@ async fn read_capped(mut answer: reqwest::Response, max: usize) -> Option<Bytes>
     }
     Some(bytes.into())
 }
-
-/// The relay's own refusals are marked, so the device can tell them from the gateway's.
-pub const REFUSAL_HEADER: &str = "pp-relay-refusal";
 
 fn refuse(status: StatusCode, why: &str) -> Response {
     let headers =

@@ -4,6 +4,7 @@
 //!   their plaintext never prints (`Debug` shows sizes only).
 //! - [`policy`]: the release policy (components, limits, model, log allow-list) and the digest of
 //!   its canonical form, the release manifest.
+//! - [`ohttp`]: media types and header names of the Oblivious HTTP path;
 //! - [`session`]: the attested session's paths, binding value and framing;
 //! - [`config`]: strict TOML configuration for every service;
 //! - [`log`]: the allow-listed event log every party writes, which cannot carry text;
@@ -14,6 +15,7 @@
 pub mod config;
 mod digest;
 pub mod log;
+pub mod ohttp;
 pub mod policy;
 pub mod request;
 pub mod session;
