@@ -2,10 +2,13 @@
 //!
 //! - [`transport`]: fetch the gateway's keys (the same bytes from every key directory mirror, or
 //!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay;
+//! - [`settings`]: the user's opt-in and the chats kept on the device, checked before any
+//!   network call;
 //! - [`session`]: attested TLS sessions with a host over that transport: evidence checked before
 //!   any request byte is sent.
 
 #![forbid(unsafe_code)]
 
 pub mod session;
+pub mod settings;
 pub mod transport;

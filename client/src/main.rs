@@ -8,6 +8,7 @@ use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
 use pp_attestation::{ReferenceValues, TeeKind};
 use pp_client::session::AttestedSession;
+use pp_client::settings::Settings;
 use pp_client::transport::{Transport, TransportConfig};
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use pp_vocab::Sha256;
@@ -24,6 +25,10 @@ struct Cli {
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// The device's own state (settings). Default: $PP_DEVICE_DIR, else
+    /// ~/.local/share/private-processing/device.
+    #[arg(long, env = "PP_DEVICE_DIR", global = true)]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,13 +36,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Summarize a chat: a JSON request file, or text with one `Name: message` per line.
-    Summarize { chat: PathBuf },
+    Summarize {
+        chat: PathBuf,
+        /// The chat's name, for `keep-on-device` (default: the file name without extension).
+        #[arg(long)]
+        chat_name: Option<String>,
+    },
     /// Rewrite a draft (the text itself, or a file holding it) in a style.
     Rewrite {
         #[arg(long, value_parser = ["formal", "friendly", "concise", "fix-grammar"])]
         style: String,
         draft: String,
     },
+    /// Turn cloud AI features on for this device (they are off until you do).
+    OptIn,
+    /// Turn them off again.
+    OptOut,
+    /// Never let any AI feature see this chat.
+    KeepOnDevice { chat: String },
+    /// Let AI features see this chat again.
+    Allow { chat: String },
+    /// Show the opt-in and the chats kept on this device.
+    Settings,
 }
 
 /// `device.toml`.
@@ -65,11 +85,36 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
-    let request = match &cli.command {
-        Command::Summarize { chat } => summarize_request(chat)?,
-        Command::Rewrite { style, draft } => rewrite_request(style, draft)?,
+    let state = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let mut settings = Settings::load(&state)?;
+    let (request, chat) = match &cli.command {
+        Command::Summarize { chat, chat_name } => {
+            let name = chat_name
+                .clone()
+                .unwrap_or_else(|| chat.file_stem().unwrap_or_default().to_string_lossy().into());
+            (summarize_request(chat)?, Some(name))
+        }
+        Command::Rewrite { style, draft } => (rewrite_request(style, draft)?, None),
+        Command::Settings => {
+            print_settings(&settings, &state);
+            return Ok(());
+        }
+        change => {
+            match change {
+                Command::OptIn => settings.opted_in = true,
+                Command::OptOut => settings.opted_in = false,
+                Command::KeepOnDevice { chat } => _ = settings.keep_on_device.insert(chat.clone()),
+                Command::Allow { chat } => _ = settings.keep_on_device.remove(chat),
+                _ => unreachable!("handled above"),
+            }
+            settings.save(&state)?;
+            print_settings(&settings, &state);
+            return Ok(());
+        }
     };
+    // Before any network call: the user's choices.
+    settings.check(chat.as_deref())?;
+    let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
     let reference = reference_values(&config)?;
     let transport = Transport::new(TransportConfig {
         relay_url: config.relay_url.clone(),
@@ -104,6 +149,23 @@ async fn run(cli: Cli) -> Result<()> {
         println!("{}", response.text);
     }
     Ok(())
+}
+
+fn default_state_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
+    data.join("private-processing/device")
+}
+
+fn print_settings(settings: &Settings, state: &Path) {
+    println!("AI features: {}", if settings.opted_in { "on (opted in)" } else { "off (run `pp opt-in`)" });
+    let kept: Vec<&str> = settings.keep_on_device.iter().map(String::as_str).collect();
+    println!(
+        "chats kept on this device: {}",
+        if kept.is_empty() { "none".to_string() } else { kept.join(", ") }
+    );
+    println!("(settings in {})", state.join("settings.toml").display());
 }
 
 fn reference_values(config: &DeviceConfig) -> Result<ReferenceValues> {
