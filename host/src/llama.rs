@@ -208,7 +208,12 @@ impl LlamaGenerator {
             }
             completion_tokens += 1;
             bytes.extend(vocab.token_to_piece(token, false, None));
-            if let Some(cut) = cut_at_stop(&String::from_utf8_lossy(&bytes), &params.stop) {
+            let stopped = if params.stop.is_empty() {
+                None
+            } else {
+                cut_at_stop(&String::from_utf8_lossy(&bytes), &params.stop)
+            };
+            if let Some(cut) = stopped {
                 bytes = String::from_utf8_lossy(&bytes)[..cut].as_bytes().to_vec();
                 break FinishReason::StopSequence;
             }

@@ -71,9 +71,13 @@ pub fn prompt(system: &str, user: &str) -> Vec<Turn> {
 
 /// Tokens that `text` adds to a prompt (the count of a user turn minus the template's overhead).
 pub fn text_tokens(text: &str) -> u32 {
+    // The template's overhead is the same for every text: ask the host once per instance (and
+    // so once per request).
+    static OVERHEAD: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let overhead = *OVERHEAD
+        .get_or_init(|| inference::count_tokens(&[Turn { role: Role::User, content: String::new() }]));
     let with = inference::count_tokens(&[Turn { role: Role::User, content: text.into() }]);
-    let without = inference::count_tokens(&[Turn { role: Role::User, content: String::new() }]);
-    with.saturating_sub(without)
+    with.saturating_sub(overhead)
 }
 
 /// Greedy unless the request asks for a temperature; the small default model loops without a
