@@ -4,6 +4,8 @@
 //!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay;
 //! - [`settings`]: the user's opt-in and the chats kept on the device, checked before any
 //!   network call;
+//! - [`tokens`]: Privacy Pass tokens, issued in batches for the account, kept on the device,
+//!   one spent per session;
 //! - [`session`]: attested TLS sessions with a host over that transport: evidence checked before
 //!   any request byte is sent.
 
@@ -11,4 +13,5 @@
 
 pub mod session;
 pub mod settings;
+pub mod tokens;
 pub mod transport;

@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand};
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
 use pp_attestation::{ReferenceValues, TeeKind};
-use pp_client::session::AttestedSession;
+use pp_client::session::{AttestedSession, SessionError};
 use pp_client::settings::Settings;
+use pp_client::tokens::{SpendableToken, TokenSettings, TokenSupply};
 use pp_client::transport::{Transport, TransportConfig};
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
+use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ struct DeviceConfig {
     /// INSECURE, development only: accept simulated evidence signed by this root (hex).
     #[serde(default)]
     accept_simulated_insecure_root: Option<String>,
+    /// Privacy Pass: where this device's anonymous tokens come from.
+    tokens: TokenSettings,
 }
 
 #[tokio::main]
@@ -129,8 +133,23 @@ async fn run(cli: Cli) -> Result<()> {
     );
     transport.fetch_keys().await?;
     eprintln!("pp: keys agree; opening an attested session through the relay {}…", config.relay_url);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let (response, verified) = AttestedSession::new(&transport, &reference).request(&request, now).await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let supply = TokenSupply::new(config.tokens, &state);
+    let session = AttestedSession::new(&transport, &reference);
+    let mut token = take_token(&supply, now).await?;
+    let (response, verified) = match session.request(&request, &token, now as i64).await {
+        Err(SessionError::TokenRefused(
+            refusal @ (Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey),
+        )) => {
+            eprintln!("pp: the gateway refused the token ({refusal}); retrying once with a fresh one");
+            if refusal != Refusal::Spent {
+                supply.discard_key(&token.key_id)?;
+            }
+            token = take_token(&supply, now).await?;
+            session.request(&request, &token, now as i64).await?
+        }
+        other => other?,
+    };
     let attestation = &verified.attestation;
     let tee = match attestation.tee {
         TeeKind::SevSnp => "AMD SEV-SNP",
@@ -149,6 +168,17 @@ async fn run(cli: Cli) -> Result<()> {
         println!("{}", response.text);
     }
     Ok(())
+}
+
+/// One token from the device's wallet, asking the issuer for a batch when it runs low.
+async fn take_token(supply: &TokenSupply, now: u64) -> Result<SpendableToken> {
+    let held = supply.count()?;
+    if held < 2 {
+        eprintln!("pp: {held} anonymous token(s) left; asking the issuer for a batch (blinded: it cannot recognize them later)…");
+    }
+    let token = supply.take(now).await?;
+    eprintln!("pp: spending one anonymous token ({} left on this device)", supply.count()?);
+    Ok(token)
 }
 
 fn default_state_dir() -> PathBuf {

@@ -5,10 +5,12 @@
 //! among the reference values, the binding to this session's nonce and certificate — and only
 //! then sends the request. Any failed check ends it before a byte of the request leaves.
 
+use crate::tokens::SpendableToken;
 use crate::transport::{InnerRequest, Transport, TransportError};
 use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
 use pp_vocab::request::{FeatureRequest, FeatureResponse};
 use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
+use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
@@ -30,6 +32,8 @@ pub enum SessionError {
     Attestation(#[from] AttestationError),
     #[error("the host's answer is malformed: {0}")]
     Malformed(String),
+    #[error("the gateway refused this device's token: {0}")]
+    TokenRefused(Refusal),
     #[error("the feature failed on the host ({code}): {message}")]
     Feature { code: String, message: String },
 }
@@ -50,32 +54,43 @@ impl<'a> AttestedSession<'a> {
         AttestedSession { transport, reference }
     }
 
-    /// One request in a fresh attested session: two round trips through the relay.
+    /// One request in a fresh attested session: two round trips through the relay. The
+    /// session opens with `token`, which the gateway spends.
     pub async fn request(
         &self,
         request: &FeatureRequest,
+        token: &SpendableToken,
         now: i64,
     ) -> Result<(FeatureResponse, Verified), SessionError> {
         let id = hex::encode(rand::random::<[u8; 16]>());
         let (handshake, opening) = ClientHandshake::start()?;
-        let flight = self.step(OPEN_PATH, &id, opening).await?;
+        let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
         let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
         // Attestation passed: only now does the request leave.
         let records = session.seal_request(request)?;
-        let answer = self.step(RECORDS_PATH, &id, records).await?;
+        let answer = self.step(RECORDS_PATH, &id, records, None).await?;
         Ok((session.open_answer(&answer)?, verified))
     }
 
-    async fn step(&self, path: &str, id: &str, body: Vec<u8>) -> Result<Vec<u8>, SessionError> {
-        let request = InnerRequest {
-            path: path.into(),
-            headers: vec![
-                (SESSION_HEADER.into(), id.into()),
-                ("content-type".into(), "application/octet-stream".into()),
-            ],
-            body,
-        };
+    async fn step(
+        &self,
+        path: &str,
+        id: &str,
+        body: Vec<u8>,
+        token: Option<&SpendableToken>,
+    ) -> Result<Vec<u8>, SessionError> {
+        let mut headers = vec![
+            (SESSION_HEADER.into(), id.into()),
+            ("content-type".into(), "application/octet-stream".into()),
+        ];
+        if let Some(token) = token {
+            headers.push(("authorization".into(), token.authorization.clone()));
+        }
+        let request = InnerRequest { path: path.into(), headers, body };
         let answer = self.transport.send(&request).await?;
+        if let Some(refusal) = answer.header(REFUSAL_HEADER).and_then(Refusal::from_word) {
+            return Err(SessionError::TokenRefused(refusal));
+        }
         if answer.status != 200 {
             let detail = String::from_utf8_lossy(&answer.body).trim().chars().take(300).collect();
             return Err(SessionError::Host { status: answer.status, detail });

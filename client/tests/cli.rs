@@ -21,7 +21,8 @@ fn device(name: &str) -> Device {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = state.join("device.toml");
     let toml = format!(
-        "relay_url = \"{url}/\"\nkey_urls = [\"{url}/ohttp-keys\"]\nlaunch_measurements = []\nmanifest_digests = []\n"
+        "relay_url = \"{url}/\"\nkey_urls = [\"{url}/ohttp-keys\"]\nlaunch_measurements = []\nmanifest_digests = []\n{}",
+        tokens_table(&url)
     );
     std::fs::write(&config, toml).unwrap();
     Device { state, config, listener }
@@ -43,6 +44,13 @@ impl Device {
     fn nobody_connected(&self) -> bool {
         matches!(self.listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+}
+
+fn tokens_table(url: &str) -> String {
+    format!(
+        "[tokens]\nissuer_url = \"{url}\"\ndirectory_urls = [\"{url}/token-issuer-directory\"]\n\
+         account_credential = \"unused\"\nissuer_name = \"issuer.test\"\norigin_name = \"gateway.test\"\n"
+    )
 }
 
 fn stderr(output: &Output) -> String {
@@ -74,7 +82,11 @@ fn a_chat_kept_on_the_device_is_refused_before_the_network() {
     // Allowed again, the request goes out: here to a port where nothing listens.
     assert!(device.pp(&["allow", "picnic-chat"]).status.success());
     let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let toml = format!("relay_url = \"http://{dead}/\"\nkey_urls = [\"http://{dead}/ohttp-keys\"]\nlaunch_measurements = []\nmanifest_digests = []\n");
+    let dead = format!("http://{dead}");
+    let toml = format!(
+        "relay_url = \"{dead}/\"\nkey_urls = [\"{dead}/ohttp-keys\"]\nlaunch_measurements = []\nmanifest_digests = []\n{}",
+        tokens_table(&dead)
+    );
     std::fs::write(&device.config, toml).unwrap();
     let attempted = device.pp(&["summarize", "examples/picnic-chat.txt"]);
     assert!(stderr(&attempted).contains("cannot reach the key directory"), "{}", stderr(&attempted));

@@ -86,8 +86,10 @@ async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
     let transport = stack.transport();
     let canary = "canary-2f7c0b5e91d3 picnic on Saturday";
-    let (response, verified) =
-        AttestedSession::new(&transport, &reference(&host)).request(&summarize(canary), now()).await.unwrap();
+    let (response, verified) = AttestedSession::new(&transport, &reference(&host))
+        .request(&summarize(canary), &stack.token().await, now())
+        .await
+        .unwrap();
     assert_eq!(response.text, REPLY);
     assert!(verified.attestation.simulated, "simulated evidence is flagged");
     assert_eq!(verified.attestation.manifest_digest, host.manifest);
@@ -111,8 +113,10 @@ async fn a_release_that_is_not_published_gets_nothing() {
     let transport = stack.transport();
     let mut reference = reference(&host);
     reference.manifest_digests = vec![Sha256::of(b"the published release")];
-    let error =
-        AttestedSession::new(&transport, &reference).request(&summarize("secret"), now()).await.unwrap_err();
+    let error = AttestedSession::new(&transport, &reference)
+        .request(&summarize("secret"), &stack.token().await, now())
+        .await
+        .unwrap_err();
     assert_eq!(error, SessionError::Attestation(AttestationError::UnknownManifest(host.manifest)));
     assert_eq!(requests_served(&host), 0, "the request never reached the sandbox");
     assert_eq!(stack.gateway_log.lines().len(), 1, "only the opening round trip crossed the gateway");
@@ -125,8 +129,10 @@ async fn simulated_evidence_is_refused_without_the_insecure_option() {
     let transport = stack.transport();
     let mut reference = reference(&host);
     reference.accept_simulated_insecure = None;
-    let error =
-        AttestedSession::new(&transport, &reference).request(&summarize("secret"), now()).await.unwrap_err();
+    let error = AttestedSession::new(&transport, &reference)
+        .request(&summarize("secret"), &stack.token().await, now())
+        .await
+        .unwrap_err();
     assert_eq!(error, SessionError::Attestation(AttestationError::SimulatedNotAccepted));
     assert_eq!(requests_served(&host), 0);
 }
@@ -154,8 +160,8 @@ async fn a_replayed_report_from_an_earlier_session_is_refused() {
     let transport = stack.transport();
     let reference = reference(&host);
     let session = AttestedSession::new(&transport, &reference);
-    session.request(&summarize("first"), now()).await.unwrap();
-    let error = session.request(&summarize("second"), now()).await.unwrap_err();
+    session.request(&summarize("first"), &stack.token().await, now()).await.unwrap();
+    let error = session.request(&summarize("second"), &stack.token().await, now()).await.unwrap_err();
     assert_eq!(error, SessionError::Attestation(AttestationError::NotBoundToSession));
     assert_eq!(requests_served(&host), 1, "the second request was never sent");
 }
@@ -180,7 +186,7 @@ async fn bad_session_traffic_gets_clear_errors_and_the_host_keeps_serving() {
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
     let transport = stack.transport();
     let (response, _) = AttestedSession::new(&transport, &reference(&host))
-        .request(&summarize("still"), now())
+        .request(&summarize("still"), &stack.token().await, now())
         .await
         .unwrap();
     assert_eq!(response.text, REPLY);

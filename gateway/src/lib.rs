@@ -2,11 +2,13 @@
 //! the relay — never from the device, so it never learns the device's address — decapsulates
 //! them, turns the inner binary-HTTP request (RFC 9292) into a call to a healthy host of its pool,
 //! and encapsulates the host's answer. Messages of one session (the `pp-session` inner header)
-//! go to the same host. It logs outcomes, statuses, host indexes and durations, nothing else.
+//! go to the same host. A session opens only with an unspent Privacy Pass token ([`tokens`]),
+//! which stays in the gateway. It logs outcomes, statuses, host indexes and durations, nothing else.
 
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod tokens;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
@@ -24,10 +26,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokens::{Redeemer, TokenConfig};
 
 pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+use pp_vocab::session::OPEN_PATH;
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
+use pp_vocab::tokens::REFUSAL_HEADER;
 
 /// `gateway.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +53,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     #[serde(default = "defaults::host_timeout_ms")]
     pub host_timeout_ms: u64,
+    /// Privacy Pass: every session opens with a token.
+    pub tokens: TokenConfig,
 }
 
 mod defaults {
@@ -77,6 +84,7 @@ pub struct Gateway {
     pool: HostPool,
     sessions: Mutex<HashMap<String, (usize, Instant)>>,
     http: reqwest::Client,
+    redeemer: Redeemer,
     log: EventLog,
 }
 
@@ -88,7 +96,7 @@ struct Outcome {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, keys: KeySet, log: EventLog) -> Arc<Self> {
+    pub fn new(config: GatewayConfig, keys: KeySet, redeemer: Redeemer, log: EventLog) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.host_timeout_ms))
             .build()
@@ -100,6 +108,7 @@ impl Gateway {
             pool,
             sessions: Mutex::new(HashMap::new()),
             http,
+            redeemer,
             log,
         })
     }
@@ -123,6 +132,33 @@ impl Gateway {
                 tokio::time::sleep(interval).await;
             }
         });
+    }
+
+    /// Reads the issuer directory every `directory_refresh_secs` (keys retired there stop
+    /// redeeming) and forgets spent tokens whose key has expired.
+    pub fn spawn_directory_refresh(self: &Arc<Self>) {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let interval = Duration::from_secs(gateway.config.tokens.directory_refresh_secs.max(1));
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(why) = gateway.refresh_directory().await {
+                    eprintln!("pp-gateway: keeping the current token keys: {why}");
+                }
+                if let Err(why) = gateway.redeemer.store().purge_expired(tokens::unix_now()).await {
+                    eprintln!("pp-gateway: could not purge expired spent tokens: {why}");
+                }
+            }
+        });
+    }
+
+    pub async fn refresh_directory(&self) -> Result<(), String> {
+        let directory = tokens::fetch_directory(&self.http, &self.config.tokens.directory).await?;
+        self.redeemer.set_directory(&directory)
+    }
+
+    pub fn redeemer(&self) -> &Redeemer {
+        &self.redeemer
     }
 
     pub async fn check_hosts(&self) {
@@ -189,6 +225,14 @@ impl Gateway {
         };
         if !path.starts_with('/') || path.contains("..") {
             return ("malformed-inner", None, inner_error(400, "the inner path must be absolute"));
+        }
+        if path == OPEN_PATH {
+            let authorization = request.header().get(b"authorization");
+            if let Err(refusal) = self.redeemer.redeem(authorization, tokens::unix_now()).await {
+                let mut answer = inner_error(401, &format!("{refusal}"));
+                answer.put_header(REFUSAL_HEADER, refusal.word());
+                return (refusal.word(), None, answer);
+            }
         }
         let session =
             request.header().get(SESSION_HEADER.as_bytes()).map(|s| String::from_utf8_lossy(s).into_owned());

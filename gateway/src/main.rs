@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pp_gateway::keys::{KeyFile, KeySet};
+use pp_gateway::tokens::{fetch_directory, Redeemer, SpentStore, TokenConfig};
 use pp_gateway::{publish, serve, Gateway, GatewayConfig, LOG_FIELDS};
 use pp_vocab::log::{EventLog, StderrSink};
 use std::path::{Path, PathBuf};
@@ -92,11 +93,41 @@ async fn run(config_file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     eprintln!("pp-gateway: listening on http://{}, {} hosts", listener.local_addr()?, config.hosts.len());
     let log = EventLog::new(LOG_FIELDS, Box::new(StderrSink));
-    let gateway = Gateway::new(config.clone(), keys, log);
+    let redeemer = open_redeemer(&config.tokens).await?;
+    let gateway = Gateway::new(config.clone(), keys, redeemer, log);
     gateway.spawn_health_checks();
+    gateway.spawn_directory_refresh();
     tokio::spawn(reload_keys_on_change(gateway.clone(), config));
     serve(gateway, listener).await?;
     Ok(())
+}
+
+/// The token checker: the issuer directory (waiting up to 30 s for it, as the key directory may
+/// be starting too) and the spent-token store.
+async fn open_redeemer(config: &TokenConfig) -> anyhow::Result<Redeemer> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let mut attempts = 0;
+    let directory = loop {
+        match fetch_directory(&http, &config.directory).await {
+            Ok(directory) => break directory,
+            Err(why) if attempts < 30 => {
+                if attempts == 0 {
+                    eprintln!("pp-gateway: waiting for the issuer directory ({why})");
+                }
+                attempts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(why) => anyhow::bail!("cannot read the issuer directory: {why}"),
+        }
+    };
+    let store = SpentStore::open(&config.spent_store).await?;
+    let redeemer =
+        Redeemer::new(config, &directory, store).map_err(|why| anyhow::anyhow!("issuer directory: {why}"))?;
+    eprintln!(
+        "pp-gateway: redeeming tokens of issuer {:?} for origin {:?}, spent tokens in {}",
+        config.issuer_name, config.origin_name, config.spent_store
+    );
+    Ok(redeemer)
 }
 
 /// Reloads (and republishes) the keys when the key file changes; a bad file is reported and

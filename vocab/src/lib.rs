@@ -6,6 +6,8 @@
 //!   its canonical form, the release manifest.
 //! - [`ohttp`]: media types and header names of the Oblivious HTTP path;
 //! - [`session`]: the attested session's paths, binding value and framing;
+//! - `tokens` (feature `tokens`): the Privacy Pass profile — challenge, issuer directory,
+//!   token header, and the gateway's refusal words;
 //! - [`config`]: strict TOML configuration for every service;
 //! - [`log`]: the allow-listed event log every party writes, which cannot carry text;
 //! - [`Sha256`]: a digest that reads and writes as lowercase hex.
@@ -19,5 +21,7 @@ pub mod ohttp;
 pub mod policy;
 pub mod request;
 pub mod session;
+#[cfg(feature = "tokens")]
+pub mod tokens;
 
 pub use digest::Sha256;

@@ -6,8 +6,10 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use pp_client::tokens::{SpendableToken, TokenSettings, TokenSupply};
 use pp_client::transport::{Transport, TransportConfig};
 use pp_gateway::keys::{KeyFile, KeySet};
+use pp_gateway::tokens::{fetch_directory, Redeemer, SpentStore, TokenConfig};
 use pp_gateway::{Gateway, GatewayConfig};
 use pp_relay::RelayConfig;
 use pp_vocab::log::{EventLog, MemorySink};
@@ -106,6 +108,63 @@ async fn pipe(inbound: TcpStream, outbound: TcpStream, seen: Arc<Mutex<Vec<u8>>>
     tokio::join!(upstream, downstream);
 }
 
+/// Names in the token challenge of these tests.
+pub const ISSUER_NAME: &str = "issuer.test";
+pub const ORIGIN_NAME: &str = "gateway.test";
+
+/// A token issuer on loopback, its files in `dir`, its directory published to `keydir`.
+pub struct TestIssuer {
+    pub url: String,
+    pub dir: PathBuf,
+    pub issuer: Arc<pp_issuer::Issuer>,
+    pub keys: Mutex<pp_issuer::keys::IssuerKeyFile>,
+    pub credential: String,
+    pub log: Arc<MemorySink>,
+    keydir: PathBuf,
+}
+
+pub async fn start_issuer(dir: PathBuf, keydir: PathBuf) -> TestIssuer {
+    use pp_issuer::{accounts::AccountsFile, keys::IssuerKeyFile, IssuerConfig};
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut accounts = AccountsFile::default();
+    let credential = accounts.add("alice").unwrap();
+    accounts.save(&dir.join("accounts.toml")).unwrap();
+    let config = IssuerConfig {
+        listen: listener.local_addr().unwrap(),
+        name: ISSUER_NAME.into(),
+        request_uri: format!("{url}/token-request"),
+        keys_file: dir.join("issuer-keys.json"),
+        publish_dir: Some(keydir.clone()),
+        accounts_file: dir.join("accounts.toml"),
+        quota_file: dir.join("quota.redb"),
+        tokens_per_window: 100,
+        window_secs: 3_600,
+        max_batch: 32,
+    };
+    let keys = IssuerKeyFile::generate(pp_issuer::unix_now(), 3_600).unwrap();
+    keys.save(&config.keys_file).unwrap();
+    let live = keys.live(pp_issuer::unix_now()).unwrap();
+    pp_issuer::publish(&live.directory(&config.request_uri), &keydir).unwrap();
+    let log = Arc::new(MemorySink::default());
+    let events = EventLog::new(pp_issuer::LOG_FIELDS, Box::new(log.clone()));
+    let issuer = pp_issuer::Issuer::new(config, live, events).unwrap();
+    tokio::spawn(pp_issuer::serve(issuer.clone(), listener));
+    TestIssuer { url, dir, issuer, keys: Mutex::new(keys), credential, log, keydir }
+}
+
+impl TestIssuer {
+    /// Rotates or retires the token keys: the issuer signs with the new set and republishes it.
+    pub fn change_keys(&self, change: impl FnOnce(&mut pp_issuer::keys::IssuerKeyFile)) {
+        let mut keys = self.keys.lock().unwrap();
+        change(&mut keys);
+        let live = keys.live(pp_issuer::unix_now()).unwrap();
+        self.issuer.set_keys(live);
+        pp_issuer::publish(&self.issuer.directory(), &self.keydir).unwrap();
+    }
+}
+
 pub struct Stack {
     /// Where the device sends (a spy in front of the relay, connecting from [`DEVICE_ADDRESS`]).
     pub relay_url: String,
@@ -121,6 +180,11 @@ pub struct Stack {
     pub gateway_received: Arc<Mutex<Vec<u8>>>,
     pub hosts: Vec<Received>,
     host_up: Vec<Arc<AtomicBool>>,
+    pub issuer: TestIssuer,
+    /// The gateway's spent-token store (redb).
+    pub spent_store: PathBuf,
+    /// The device's state directory (its token wallet).
+    pub device_dir: PathBuf,
 }
 
 pub fn relay_config(gateway_url: String) -> RelayConfig {
@@ -153,11 +217,25 @@ pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig
 
 /// The key directory, gateway and relay in front of the hosts at `urls`.
 pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
-    let keydir = std::env::temp_dir().join(format!("pp-keydir-{}-{}", std::process::id(), rand_suffix()));
+    let base = std::env::temp_dir().join(format!("pp-stack-{}-{}", std::process::id(), rand_suffix()));
+    let keydir = base.join("keydir");
     let key_file = KeyFile::generate();
     let keys = KeySet::new(&key_file).unwrap();
     pp_gateway::publish(&keys, &keydir).unwrap();
+    let issuer = start_issuer(base.join("issuer"), keydir.clone()).await;
     let key_url = serve_keydir(keydir.clone()).await;
+    let spent_store = base.join("gateway/spent-tokens.redb");
+    std::fs::create_dir_all(spent_store.parent().unwrap()).unwrap();
+    let tokens = TokenConfig {
+        issuer_name: ISSUER_NAME.into(),
+        origin_name: ORIGIN_NAME.into(),
+        directory: key_url.replace("ohttp-keys", "token-issuer-directory"),
+        directory_refresh_secs: 3_600,
+        spent_store: spent_store.display().to_string(),
+    };
+    let directory = fetch_directory(&reqwest::Client::new(), &tokens.directory).await.unwrap();
+    let redeemer =
+        Redeemer::new(&tokens, &directory, SpentStore::open(&tokens.spent_store).await.unwrap()).unwrap();
     let gateway_log = Arc::new(MemorySink::default());
     let config = GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -168,9 +246,10 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
         session_ttl_secs: 300,
         max_body_bytes: 1 << 20,
         host_timeout_ms: 10_000,
+        tokens,
     };
-    let gateway =
-        Gateway::new(config, keys, EventLog::new(pp_gateway::LOG_FIELDS, Box::new(gateway_log.clone())));
+    let log = EventLog::new(pp_gateway::LOG_FIELDS, Box::new(gateway_log.clone()));
+    let gateway = Gateway::new(config, keys, redeemer, log);
     let gateway_listener = listener().await;
     let gateway_address = gateway_listener.local_addr().unwrap();
     tokio::spawn(pp_gateway::serve(gateway.clone(), gateway_listener));
@@ -197,6 +276,9 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
         gateway_received,
         hosts: Vec::new(),
         host_up: Vec::new(),
+        issuer,
+        spent_store,
+        device_dir: base.join("device"),
     }
 }
 
@@ -222,6 +304,28 @@ impl Stack {
             local_address: None,
             timeout: Duration::from_secs(10),
         })
+    }
+
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer_url: self.issuer.url.clone(),
+            directory_urls: vec![self.key_url.replace("ohttp-keys", "token-issuer-directory")],
+            account_credential: self.issuer.credential.clone(),
+            issuer_name: ISSUER_NAME.into(),
+            origin_name: ORIGIN_NAME.into(),
+            batch_size: 4,
+            refill_below: 1,
+        }
+    }
+
+    /// The device's tokens (in its state directory).
+    pub fn tokens(&self) -> TokenSupply {
+        TokenSupply::new(self.token_settings(), &self.device_dir)
+    }
+
+    /// One token for a session.
+    pub async fn token(&self) -> SpendableToken {
+        self.tokens().take(pp_issuer::unix_now()).await.unwrap()
     }
 
     /// Makes a host fail its health checks.

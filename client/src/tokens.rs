@@ -1,0 +1,253 @@
+//! The device's Privacy Pass tokens: asked for in batches from the issuer (which knows the
+//! account), unblinded here (so the issuer cannot recognize them), kept in the device's state
+//! directory, and spent one per session at the gateway (which cannot tell whose they are).
+//!
+//! The issuer's keys come from the key directory, and every mirror must serve the same bytes:
+//! a key handed to this device alone would mark its tokens.
+
+use blind_rsa_signatures::DefaultRng;
+use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey};
+use privacypass::generic_tokens::{GenericBatchTokenRequest, GenericBatchTokenResponse, GenericToken};
+use privacypass::public_tokens::TokenRequest;
+use privacypass::{Deserialize as _, Serialize as _};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where tokens come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// The issuer's base URL (the device posts batches to `<issuer_url>/token-batch`).
+    pub issuer_url: String,
+    /// `token-issuer-directory` URLs of the key directory and its mirrors; all must agree.
+    pub directory_urls: Vec<String>,
+    /// The account credential the issuer knows (in the real app, its login).
+    pub account_credential: String,
+    pub issuer_name: String,
+    /// The gateway's service name: tokens are bound to it.
+    pub origin_name: String,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Ask for a new batch when fewer than this many are left.
+    #[serde(default = "defaults::refill_below")]
+    pub refill_below: usize,
+}
+
+mod defaults {
+    pub fn batch_size() -> usize {
+        16
+    }
+    pub fn refill_below() -> usize {
+        2
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot reach the key directory at {url}: {why}")]
+    DirectoryUnreachable { url: String, why: String },
+    #[error("the key directories {first} and {second} serve different issuer keys: refusing keys that not everybody sees")]
+    DirectoryMismatch { first: String, second: String },
+    #[error("the issuer directory is unusable: {0}")]
+    BadDirectory(String),
+    #[error("the issuer publishes no token key valid now")]
+    NoUsableKey,
+    #[error("cannot reach the token issuer at {url}: {why}")]
+    IssuerUnreachable { url: String, why: String },
+    #[error("the token issuer does not know this account's credential")]
+    Unauthenticated,
+    #[error("this account's token quota is used up; retry in {retry_after_secs} s")]
+    OverQuota { retry_after_secs: u64 },
+    #[error("the token issuer refused ({status}): {detail}")]
+    IssuerRefused { status: u16, detail: String },
+    #[error("the issuer's answer does not finalize into tokens: {0}")]
+    BadIssuance(String),
+    #[error("cannot read or write the token wallet {file}: {why}")]
+    Wallet { file: String, why: String },
+}
+
+/// A token to spend, as its `Authorization` header value. `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendableToken {
+    /// Hex of the issuer key's id.
+    pub key_id: String,
+    pub not_after: u64,
+    pub authorization: String,
+}
+
+impl std::fmt::Debug for SpendableToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpendableToken {{ key {}, <secret> }}", &self.key_id[..16.min(self.key_id.len())])
+    }
+}
+
+/// The unspent tokens, in `tokens.json` of the device's state directory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wallet {
+    tokens: Vec<SpendableToken>,
+}
+
+impl Wallet {
+    fn file(dir: &Path) -> PathBuf {
+        dir.join("tokens.json")
+    }
+
+    fn load(dir: &Path) -> Result<Self, TokenError> {
+        let file = Wallet::file(dir);
+        let error = |why: String| TokenError::Wallet { file: file.display().to_string(), why };
+        match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| error(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Wallet::default()),
+            Err(e) => Err(error(e.to_string())),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), TokenError> {
+        let file = Wallet::file(dir);
+        let error = |why: String| TokenError::Wallet { file: file.display().to_string(), why };
+        std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
+        let temporary = dir.join(".tokens.json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec(self).expect("a wallet serializes"))
+            .map_err(|e| error(e.to_string()))?;
+        std::fs::rename(&temporary, &file).map_err(|e| error(e.to_string()))
+    }
+}
+
+/// The device's token supply.
+pub struct TokenSupply {
+    settings: TokenSettings,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl TokenSupply {
+    /// Tokens kept in `state_dir`.
+    pub fn new(settings: TokenSettings, state_dir: &Path) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("a plain HTTP client builds");
+        TokenSupply { settings, dir: state_dir.to_path_buf(), http }
+    }
+
+    /// How many unspent tokens the device holds.
+    pub fn count(&self) -> Result<usize, TokenError> {
+        Ok(Wallet::load(&self.dir)?.tokens.len())
+    }
+
+    /// One token to spend, removed from the wallet before it is returned (a token is never
+    /// offered twice). Refills first when the wallet runs low; a failed refill only matters when
+    /// the wallet is empty.
+    pub async fn take(&self, now: u64) -> Result<SpendableToken, TokenError> {
+        let mut wallet = Wallet::load(&self.dir)?;
+        wallet.tokens.retain(|token| token.not_after > now);
+        if wallet.tokens.len() < self.settings.refill_below.max(1) {
+            match self.issue(now).await {
+                Ok(fresh) => wallet.tokens.extend(fresh),
+                Err(error) if wallet.tokens.is_empty() => return Err(error),
+                Err(_) => {}
+            }
+        }
+        let token = wallet.tokens.pop().ok_or(TokenError::NoUsableKey)?;
+        wallet.save(&self.dir)?;
+        Ok(token)
+    }
+
+    /// Drops every token under `key_id` (the gateway no longer accepts that key).
+    pub fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
+        let mut wallet = Wallet::load(&self.dir)?;
+        wallet.tokens.retain(|token| token.key_id != key_id);
+        wallet.save(&self.dir)
+    }
+
+    /// A fresh batch from the issuer under its newest key valid now.
+    pub async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
+        let directory = self.fetch_directory().await?;
+        let keys = directory.public_keys().map_err(|e| TokenError::BadDirectory(e.to_string()))?;
+        let key = keys
+            .into_iter()
+            .find(|key| key.not_before <= now && now < key.not_after)
+            .ok_or(TokenError::NoUsableKey)?;
+        let challenge = pp_tokens::challenge(&self.settings.issuer_name, &self.settings.origin_name);
+        let mut batch = GenericBatchTokenRequest::builder();
+        for _ in 0..self.settings.batch_size.max(1) {
+            let (request, state) = TokenRequest::new(&mut DefaultRng, key.key.clone(), &challenge)
+                .map_err(|e| TokenError::BadIssuance(e.to_string()))?;
+            batch = batch.add_token_request(request.into(), state.into());
+        }
+        let (request, states) = batch.build();
+        let body = request.tls_serialize_detached().map_err(|e| TokenError::BadIssuance(e.to_string()))?;
+        let answer = self.post_batch(body).await?;
+        let response = GenericBatchTokenResponse::tls_deserialize_exact(&answer)
+            .map_err(|e| TokenError::BadIssuance(e.to_string()))?;
+        let tokens = response.issue_tokens(&states).map_err(|e| TokenError::BadIssuance(e.to_string()))?;
+        tokens.into_iter().map(|token| spendable(token, &key)).collect()
+    }
+
+    async fn post_batch(&self, body: Vec<u8>) -> Result<Vec<u8>, TokenError> {
+        let url = format!("{}{}", self.settings.issuer_url.trim_end_matches('/'), pp_tokens::BATCH_PATH);
+        let answer = self
+            .http
+            .post(&url)
+            .header("content-type", pp_tokens::BATCH_REQUEST_MEDIA_TYPE)
+            .header("authorization", format!("Bearer {}", self.settings.account_credential))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| TokenError::IssuerUnreachable { url: url.clone(), why: e.to_string() })?;
+        let status = answer.status().as_u16();
+        let retry_after = answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        let bytes =
+            answer.bytes().await.map_err(|e| TokenError::IssuerUnreachable { url, why: e.to_string() })?;
+        match status {
+            200 => Ok(bytes.to_vec()),
+            401 => Err(TokenError::Unauthenticated),
+            429 => Err(TokenError::OverQuota { retry_after_secs: retry_after }),
+            _ => Err(TokenError::IssuerRefused {
+                status,
+                detail: String::from_utf8_lossy(&bytes).trim().chars().take(200).collect(),
+            }),
+        }
+    }
+
+    /// The issuer directory from every mirror, if all serve the same bytes.
+    pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
+        let mut agreed: Option<(String, Vec<u8>)> = None;
+        for url in &self.settings.directory_urls {
+            let unreachable = |why: String| TokenError::DirectoryUnreachable { url: url.clone(), why };
+            let answer = self.http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
+            if !answer.status().is_success() {
+                return Err(unreachable(format!("it answered {}", answer.status())));
+            }
+            let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec();
+            match &agreed {
+                Some((first, seen)) if *seen != bytes => {
+                    return Err(TokenError::DirectoryMismatch { first: first.clone(), second: url.clone() })
+                }
+                Some(_) => {}
+                None => agreed = Some((url.clone(), bytes)),
+            }
+        }
+        let (_, bytes) =
+            agreed.ok_or_else(|| TokenError::BadDirectory("no key directory configured".into()))?;
+        IssuerDirectory::parse(&bytes).map_err(|e| TokenError::BadDirectory(e.to_string()))
+    }
+}
+
+fn spendable(token: GenericToken, key: &PublishedKey) -> Result<SpendableToken, TokenError> {
+    let GenericToken::Public(token) = token else {
+        return Err(TokenError::BadIssuance("the issuer answered with another token type".into()));
+    };
+    Ok(SpendableToken {
+        key_id: hex::encode(key.id),
+        not_after: key.not_after,
+        authorization: pp_tokens::authorization(&token),
+    })
+}

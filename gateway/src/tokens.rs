@@ -1,0 +1,334 @@
+//! Token redemption (RFC 9577/9578, type 2): every attested session opens with one Privacy Pass
+//! token in the inner request's `Authorization` header. The gateway checks it against the
+//! issuer's published keys and this service's challenge, then records its nonce as spent.
+//!
+//! The spent set lives in an embedded database (redb) that survives a restart, or in Redis so a
+//! fleet of gateways shares it. An entry lives as long as the key that signed its token: once
+//! the key is retired no token under it is accepted anyway, so the entry can go and the store
+//! stays bounded.
+
+use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey, Refusal};
+use privacypass::common::errors::RedeemTokenError;
+use privacypass::public_tokens::server::{OriginKeyStore, OriginServer};
+use privacypass::public_tokens::PublicKey;
+use privacypass::{Nonce, NonceStore, TruncatedTokenKeyId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// The `[tokens]` table of `gateway.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The issuer's name in the challenge.
+    pub issuer_name: String,
+    /// This service's name in the challenge: tokens for other origins are refused.
+    pub origin_name: String,
+    /// The issuer directory: a URL (the key directory's `token-issuer-directory`) or a file.
+    pub directory: String,
+    #[serde(default = "default_refresh_secs")]
+    pub directory_refresh_secs: u64,
+    /// `redis://…` for a store shared by several gateways, else a file path for redb.
+    pub spent_store: String,
+}
+
+fn default_refresh_secs() -> u64 {
+    60
+}
+
+/// Where spent nonces are kept.
+pub enum SpentStore {
+    Embedded(Arc<Database>),
+    Redis(redis::aio::MultiplexedConnection),
+}
+
+/// nonce → (state, unix seconds after which the entry may go).
+const SPENT: TableDefinition<[u8; 32], (u8, u64)> = TableDefinition::new("spent");
+const RESERVED: u8 = 1;
+const COMMITTED: u8 = 2;
+/// A reservation outlives a crash between reserve and commit at most this long (Redis).
+const RESERVATION_SECS: u64 = 60;
+const REDIS_PREFIX: &str = "pp:spent:";
+
+#[derive(Debug, thiserror::Error)]
+#[error("the spent-token store {store}: {why}")]
+pub struct StoreError {
+    store: String,
+    why: String,
+}
+
+impl SpentStore {
+    /// Opens the store `spec` names. An embedded store drops reservations left by a crash (no
+    /// redemption was answered for them) and entries whose key has expired.
+    pub async fn open(spec: &str) -> Result<Self, StoreError> {
+        let error = |why: String| StoreError { store: spec.into(), why };
+        if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+            let client = redis::Client::open(spec).map_err(|e| error(e.to_string()))?;
+            let connection =
+                client.get_multiplexed_async_connection().await.map_err(|e| error(e.to_string()))?;
+            return Ok(SpentStore::Redis(connection));
+        }
+        let path = PathBuf::from(spec);
+        let db = tokio::task::spawn_blocking(move || -> Result<Database, String> {
+            let db = Database::create(&path).map_err(|e| e.to_string())?;
+            forget_embedded(&db, |(state, _)| state == RESERVED)?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| error(e.to_string()))?
+        .map_err(error)?;
+        let store = SpentStore::Embedded(Arc::new(db));
+        store.purge_expired(unix_now()).await.map_err(|why| StoreError { store: spec.into(), why })?;
+        Ok(store)
+    }
+
+    /// Removes entries whose key expired before `now` (Redis expires them by itself).
+    pub async fn purge_expired(&self, now: u64) -> Result<(), String> {
+        match self {
+            SpentStore::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || forget_embedded(&db, |(_, expires)| expires < now))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            SpentStore::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Absent → reserved, atomically; `false` if the nonce is reserved or spent.
+    async fn reserve(&self, nonce: Nonce, expires: u64) -> Result<bool, String> {
+        match self {
+            SpentStore::Embedded(db) => {
+                let db = db.clone();
+                blocking(move || {
+                    let txn = db.begin_write().map_err(|e| e.to_string())?;
+                    let fresh = {
+                        let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
+                        let seen = table.get(nonce).map_err(|e| e.to_string())?.is_some();
+                        if !seen {
+                            table.insert(nonce, (RESERVED, expires)).map_err(|e| e.to_string())?;
+                        }
+                        !seen
+                    };
+                    txn.commit().map_err(|e| e.to_string())?;
+                    Ok(fresh)
+                })
+                .await
+            }
+            SpentStore::Redis(connection) => {
+                let answer: Option<String> = redis::cmd("SET")
+                    .arg(redis_key(&nonce))
+                    .arg("reserved")
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(RESERVATION_SECS)
+                    .query_async(&mut connection.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(answer.is_some())
+            }
+        }
+    }
+
+    /// Reserved → spent, until the key expires.
+    async fn commit(&self, nonce: Nonce, expires: u64) -> Result<(), String> {
+        match self {
+            SpentStore::Embedded(db) => {
+                let db = db.clone();
+                blocking(move || {
+                    let txn = db.begin_write().map_err(|e| e.to_string())?;
+                    {
+                        let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
+                        table.insert(nonce, (COMMITTED, expires)).map_err(|e| e.to_string())?;
+                    }
+                    txn.commit().map_err(|e| e.to_string())
+                })
+                .await
+            }
+            SpentStore::Redis(connection) => {
+                let expires = expires.min(i64::MAX as u64);
+                redis::cmd("SET")
+                    .arg(redis_key(&nonce))
+                    .arg("spent")
+                    .arg("XX")
+                    .arg("EXAT")
+                    .arg(expires)
+                    .query_async::<Option<String>>(&mut connection.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Reserved → absent (the token failed verification: its nonce must not be burned).
+    async fn release(&self, nonce: Nonce) -> Result<(), String> {
+        match self {
+            SpentStore::Embedded(db) => {
+                let db = db.clone();
+                blocking(move || forget_embedded_one(&db, nonce)).await
+            }
+            SpentStore::Redis(connection) => redis::cmd("DEL")
+                .arg(redis_key(&nonce))
+                .query_async::<i64>(&mut connection.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string())?
+}
+
+fn forget_embedded(db: &Database, doomed: impl Fn((u8, u64)) -> bool) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
+        table.retain(|_, value| !doomed(value)).map_err(|e| e.to_string())?;
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+fn forget_embedded_one(db: &Database, nonce: Nonce) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
+        let reserved = table.get(nonce).map_err(|e| e.to_string())?.is_some_and(|v| v.value().0 == RESERVED);
+        if reserved {
+            table.remove(nonce).map_err(|e| e.to_string())?;
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+/// How many entries the embedded store holds (tests and operators).
+pub fn embedded_len(db: &Database) -> Result<u64, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
+    table.len().map_err(|e| e.to_string())
+}
+
+fn redis_key(nonce: &Nonce) -> String {
+    format!("{REDIS_PREFIX}{}", hex::encode(nonce))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The `privacypass` nonce store for one redemption: it knows when the token's key expires,
+/// and remembers whether the store itself failed (so that is not reported as a double spend).
+struct Spending<'a> {
+    store: &'a SpentStore,
+    expires: u64,
+    failed: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl NonceStore for Spending<'_> {
+    async fn reserve(&self, nonce: &Nonce) -> bool {
+        self.store.reserve(*nonce, self.expires).await.unwrap_or_else(|_| {
+            self.failed.store(true, Ordering::Relaxed);
+            false
+        })
+    }
+
+    async fn commit(&self, nonce: &Nonce) {
+        if self.store.commit(*nonce, self.expires).await.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn release(&self, nonce: &Nonce) {
+        let _ = self.store.release(*nonce).await;
+    }
+}
+
+/// The one key a token names, as the `privacypass` origin's key store.
+struct OneKey(PublicKey);
+
+#[async_trait::async_trait]
+impl OriginKeyStore for OneKey {
+    async fn insert(&self, _id: TruncatedTokenKeyId, _key: PublicKey) {}
+
+    async fn get(&self, _id: &TruncatedTokenKeyId) -> Vec<PublicKey> {
+        vec![self.0.clone()]
+    }
+
+    async fn remove(&self, _id: &TruncatedTokenKeyId) -> bool {
+        false
+    }
+}
+
+/// Checks and spends tokens.
+pub struct Redeemer {
+    challenge_digest: [u8; 32],
+    keys: RwLock<Arc<Vec<PublishedKey>>>,
+    store: SpentStore,
+}
+
+impl Redeemer {
+    pub fn new(config: &TokenConfig, directory: &IssuerDirectory, store: SpentStore) -> Result<Self, String> {
+        let challenge = pp_tokens::challenge(&config.issuer_name, &config.origin_name);
+        let challenge_digest = challenge.digest().map_err(|e| e.to_string())?;
+        let keys = directory.public_keys().map_err(|e| e.to_string())?;
+        Ok(Redeemer { challenge_digest, keys: RwLock::new(Arc::new(keys)), store })
+    }
+
+    /// Takes the issuer's current directory: keys no longer listed are retired.
+    pub fn set_directory(&self, directory: &IssuerDirectory) -> Result<(), String> {
+        let keys = directory.public_keys().map_err(|e| e.to_string())?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    pub fn store(&self) -> &SpentStore {
+        &self.store
+    }
+
+    /// Redeems the token in `authorization` (the inner request's header value), once.
+    pub async fn redeem(&self, authorization: Option<&[u8]>, now: u64) -> Result<(), Refusal> {
+        let token = pp_tokens::parse_authorization(authorization.ok_or(Refusal::Missing)?)?;
+        if *token.challenge_digest() != self.challenge_digest {
+            return Err(Refusal::WrongChallenge);
+        }
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let key = keys.iter().find(|key| key.id == *token.token_key_id()).ok_or(Refusal::UnknownKey)?;
+        if now >= key.not_after || now < key.not_before {
+            return Err(Refusal::ExpiredKey);
+        }
+        let spending =
+            Spending { store: &self.store, expires: key.not_after, failed: AtomicBool::new(false) };
+        let result = OriginServer::new().redeem_token(&OneKey(key.key.clone()), &spending, token).await;
+        if spending.failed.load(Ordering::Relaxed) {
+            return Err(Refusal::StoreUnavailable);
+        }
+        result.map_err(|error| match error {
+            RedeemTokenError::DoubleSpending => Refusal::Spent,
+            RedeemTokenError::InvalidSignature { .. } => Refusal::Forged,
+            RedeemTokenError::KeyIdNotFound => Refusal::UnknownKey,
+            RedeemTokenError::TokenTypeMismatch { .. } => Refusal::WrongType,
+            _ => Refusal::Malformed,
+        })
+    }
+}
+
+/// Reads the issuer directory from a URL or a file.
+pub async fn fetch_directory(http: &reqwest::Client, source: &str) -> Result<IssuerDirectory, String> {
+    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
+        let answer = http.get(source).send().await.map_err(|e| format!("{source}: {e}"))?;
+        if !answer.status().is_success() {
+            return Err(format!("{source} answered {}", answer.status()));
+        }
+        answer.bytes().await.map_err(|e| format!("{source}: {e}"))?.to_vec()
+    } else {
+        tokio::fs::read(source).await.map_err(|e| format!("{source}: {e}"))?
+    };
+    IssuerDirectory::parse(&bytes).map_err(|e| format!("{source}: {e}"))
+}
