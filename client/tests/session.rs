@@ -18,6 +18,7 @@ use pp_host::session::{SessionLimits, Sessions};
 use pp_vocab::log::{EventLog, MemorySink};
 use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options};
+use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -190,4 +191,63 @@ async fn bad_session_traffic_gets_clear_errors_and_the_host_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(response.text, REPLY);
+}
+
+#[tokio::test]
+async fn a_token_opens_one_session_only_and_the_relay_never_sees_it() {
+    let host = host(|a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let reference = reference(&host);
+    let session = AttestedSession::new(&transport, &reference);
+    let token = stack.token().await;
+    session.request(&summarize("first"), &token, now()).await.unwrap();
+    let error = session.request(&summarize("again"), &token, now()).await.unwrap_err();
+    assert_eq!(error, SessionError::TokenRefused(Refusal::Spent));
+    assert_eq!(requests_served(&host), 1, "the spent token opened no second session");
+    assert!(stack.gateway_log.lines().iter().any(|line| line.contains("outcome=token-spent")));
+
+    let encoded = token.authorization.strip_prefix("PrivateToken token=").unwrap();
+    for (party, bytes) in [("relay", &stack.relay_received), ("gateway's wire", &stack.gateway_received)] {
+        assert!(!contains(&bytes.lock().unwrap(), encoded.as_bytes()), "the {party} saw the token");
+    }
+}
+
+#[tokio::test]
+async fn what_the_issuer_records_shares_nothing_with_what_the_gateway_records() {
+    let host = host(|a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let transport = stack.transport();
+    let token = stack.token().await;
+    AttestedSession::new(&transport, &reference(&host))
+        .request(&summarize("hello"), &token, now())
+        .await
+        .unwrap();
+
+    let parsed = pp_vocab::tokens::parse_authorization(token.authorization.as_bytes()).unwrap();
+    let nonce = parsed.nonce();
+    let authenticator = parsed.authenticator().to_vec();
+    let read = |path: std::path::PathBuf| std::fs::read(path).unwrap();
+    let lines = |sink: &MemorySink| sink.lines().join("\n").into_bytes();
+    let issuer_records = [read(stack.issuer.dir.join("quota.redb")), lines(&stack.issuer.log)].concat();
+    let gateway_records = [read(stack.spent_store.clone()), lines(&stack.gateway_log)].concat();
+
+    // Each side did record its part: the gateway the nonce, the issuer the account.
+    assert!(contains(&gateway_records, &nonce), "the gateway records spent nonces");
+    assert!(contains(&issuer_records, b"alice"), "the issuer records the account's quota");
+    // And nothing of the other's.
+    for (what, value) in [
+        ("nonce", nonce.to_vec()),
+        ("nonce (hex)", hex::encode(nonce).into_bytes()),
+        ("authenticator", authenticator.clone()),
+        ("token", token.authorization.clone().into_bytes()),
+    ] {
+        assert!(!contains(&issuer_records, &value), "the issuer recorded the token's {what}");
+    }
+    assert!(!contains(&gateway_records, &authenticator));
+    for (what, value) in
+        [("account", b"alice".to_vec()), ("credential", stack.issuer.credential.clone().into_bytes())]
+    {
+        assert!(!contains(&gateway_records, &value), "the gateway recorded the {what}");
+    }
 }
