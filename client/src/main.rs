@@ -132,11 +132,12 @@ async fn run(cli: Cli) -> Result<()> {
         if config.key_urls.len() == 1 { "y" } else { "ies" }
     );
     transport.fetch_keys().await?;
-    eprintln!("pp: keys agree; opening an attested session through the relay {}…", config.relay_url);
+    eprintln!("pp: keys agree");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let supply = TokenSupply::new(config.tokens, &state);
     let session = AttestedSession::new(&transport, &reference);
     let mut token = take_token(&supply, now).await?;
+    eprintln!("pp: opening an attested session through the relay {}…", config.relay_url);
     let (response, verified) = match session.request(&request, &token, now as i64).await {
         Err(SessionError::TokenRefused(
             refusal @ (Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey),

@@ -370,3 +370,13 @@ pub fn publish(keys: &KeySet, dir: &std::path::Path) -> std::io::Result<()> {
 pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(gateway)).await
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_config_parses() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.example.toml"));
+        let config: super::GatewayConfig = pp_vocab::config::load(path).unwrap();
+        assert_eq!(config.tokens.origin_name, "gateway.pp.localhost");
+    }
+}

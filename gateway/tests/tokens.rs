@@ -10,7 +10,10 @@ use pp_vocab::tokens::{self as pp_tokens, Refusal};
 use privacypass::public_tokens::server::IssuerServer;
 use privacypass::public_tokens::TokenRequest;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
+#[path = "support/redis.rs"]
+mod support;
+use support::redis;
 
 const ISSUER: &str = "issuer.test";
 const ORIGIN: &str = "gateway.test";
@@ -133,40 +136,6 @@ async fn the_embedded_store_keeps_spent_tokens_across_a_restart_and_forgets_them
     // The key expires at NOW - 10 + 3 600: after that its entries go.
     gateway.store().purge_expired(NOW + 3_600).await.unwrap();
     assert_eq!(embedded_len(db).unwrap(), 0);
-}
-
-/// A `redis-server` of this test's own on a free loopback port (or `PP_TEST_REDIS_URL`).
-struct Redis {
-    url: String,
-    child: Option<Child>,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn redis() -> Redis {
-    if let Ok(url) = std::env::var("PP_TEST_REDIS_URL") {
-        return Redis { url, child: None };
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is not installed: `scripts/setup` installs it");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Redis { url: format!("redis://127.0.0.1:{port}/"), child: Some(child) };
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("redis-server did not start on port {port}");
 }
 
 #[tokio::test]

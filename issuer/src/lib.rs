@@ -256,7 +256,7 @@ async fn single(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: Bod
             TokenRequest::tls_deserialize_exact(&body).map_err(|_| wrong_type_or_malformed(&body))?;
         let mut responses = issuer.issue(authorization(&headers), vec![request.into()]).await?;
         let response = responses.pop().ok_or(IssueError::Signing)?;
-        Ok::<_, IssueError>(response.tls_serialize_detached().map_err(|_| IssueError::Signing)?)
+        response.tls_serialize_detached().map_err(|_| IssueError::Signing)
     }
     .await;
     finish(&issuer, started, result, 1, pp_tokens::RESPONSE_MEDIA_TYPE)
@@ -279,7 +279,7 @@ async fn batch(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: Body
                 })
                 .collect(),
         };
-        Ok::<_, IssueError>(batch.tls_serialize_detached().map_err(|_| IssueError::Signing)?)
+        batch.tls_serialize_detached().map_err(|_| IssueError::Signing)
     }
     .await;
     finish(&issuer, started, result, count, pp_tokens::BATCH_RESPONSE_MEDIA_TYPE)
@@ -335,4 +335,14 @@ fn finish(
         ],
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_config_parses() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/issuer.example.toml"));
+        let config: super::IssuerConfig = pp_vocab::config::load(path).unwrap();
+        assert_eq!(config.max_batch, 64);
+    }
 }

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Serve (reloads the key file when it changes, so a rotation needs no restart).
     Serve {
-        /// The issuer's config file (TOML; see docs/CONFIG.md).
+        /// The issuer's config file (TOML; see issuer/issuer.example.toml).
         #[arg(long)]
         config: PathBuf,
     },
