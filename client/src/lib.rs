@@ -6,11 +6,14 @@
 //!   network call;
 //! - [`tokens`]: Privacy Pass tokens, issued in batches for the account, kept on the device,
 //!   one spent per session;
+//! - [`ledger`]: the releases the device may trust, proven in the transparency ledger under a
+//!   checkpoint cosigned by a quorum of witnesses and consistent with what it saw before;
 //! - [`session`]: attested TLS sessions with a host over that transport: evidence checked before
 //!   any request byte is sent.
 
 #![forbid(unsafe_code)]
 
+pub mod ledger;
 pub mod session;
 pub mod settings;
 pub mod tokens;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
 use pp_attestation::{ReferenceValues, TeeKind};
+use pp_client::ledger::{LedgerClient, LedgerSettings, ReleaseView};
 use pp_client::session::{AttestedSession, SessionError};
 use pp_client::settings::Settings;
 use pp_client::tokens::{SpendableToken, TokenSettings, TokenSupply};
@@ -69,8 +70,13 @@ struct DeviceConfig {
     relay_url: String,
     /// The key directory and its mirrors: all must serve the same keys.
     key_urls: Vec<String>,
-    /// Reference values: the releases this device accepts.
+    /// The transparency ledger: the releases this device accepts are the latest ones proven there.
+    #[serde(default)]
+    ledger: Option<LedgerSettings>,
+    /// Without a ledger: the releases this device accepts, pinned (development and tests).
+    #[serde(default)]
     launch_measurements: Vec<String>,
+    #[serde(default)]
     manifest_digests: Vec<Sha256>,
     /// INSECURE, development only: accept simulated evidence signed by this root (hex).
     #[serde(default)]
@@ -119,7 +125,14 @@ async fn run(cli: Cli) -> Result<()> {
     // Before any network call: the user's choices.
     settings.check(chat.as_deref())?;
     let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
-    let reference = reference_values(&config)?;
+    let mut reference = reference_values(&config)?;
+    if let Some(ledger) = &config.ledger {
+        let view = releases_from_ledger(ledger, &state).await?;
+        reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
+        reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+    } else {
+        eprintln!("pp: WARNING: no transparency ledger configured; trusting the releases pinned in the config");
+    }
     let transport = Transport::new(TransportConfig {
         relay_url: config.relay_url.clone(),
         key_urls: config.key_urls.clone(),
@@ -169,6 +182,23 @@ async fn run(cli: Cli) -> Result<()> {
         println!("{}", response.text);
     }
     Ok(())
+}
+
+/// The releases proven in the ledger, with what was checked on stderr.
+async fn releases_from_ledger(settings: &LedgerSettings, state: &Path) -> Result<ReleaseView> {
+    eprintln!("pp: checking the transparency ledger {} (checkpoint from {} mirror(s))…", settings.origin, settings.checkpoint_urls.len());
+    let view = LedgerClient::new(settings.clone(), state)?.current().await?;
+    let checkpoint = &view.checkpoint;
+    eprintln!(
+        "pp:   checkpoint size {} signed by the log, cosigned by {} of {} required witnesses ({}), consistent with the last one seen",
+        checkpoint.size,
+        checkpoint.witnesses.len(),
+        settings.quorum,
+        checkpoint.witnesses.join(", ")
+    );
+    let indexes: Vec<String> = view.releases.iter().map(|r| r.index.to_string()).collect();
+    eprintln!("pp:   releases {} proven included; only these may serve this device", indexes.join(", "));
+    Ok(view)
 }
 
 /// One token from the device's wallet, asking the issuer for a batch when it runs low.

@@ -6,6 +6,8 @@
 //!   its canonical form, the release manifest.
 //! - [`ohttp`]: media types and header names of the Oblivious HTTP path;
 //! - [`session`]: the attested session's paths, binding value and framing;
+//! - `ledger` (feature `ledger`): release records, signed and cosigned checkpoints, proofs, and
+//!   the device's trust policy;
 //! - `tokens` (feature `tokens`): the Privacy Pass profile — challenge, issuer directory,
 //!   token header, and the gateway's refusal words;
 //! - [`config`]: strict TOML configuration for every service;
@@ -15,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "ledger")]
+pub mod ledger;
 mod digest;
 pub mod log;
 pub mod ohttp;
