@@ -11,8 +11,8 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pp_vocab::ledger::{
-    check_consistency, check_inclusion, decode_hashes, ConsistencyProof, EntryProof, LedgerError, ReleaseRecord,
-    TrustPolicy, VerifiedCheckpoint,
+    check_consistency, check_inclusion, decode_hashes, ConsistencyProof, EntryProof, LedgerError,
+    ReleaseRecord, TrustPolicy, VerifiedCheckpoint,
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -84,7 +84,10 @@ impl LedgerClient {
     pub fn new(settings: LedgerSettings, state_dir: &Path) -> Result<Self, LedgerClientError> {
         let policy =
             TrustPolicy::new(&settings.origin, &settings.log_vkey, &settings.witness_vkeys, settings.quorum)?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("an HTTP client builds");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("an HTTP client builds");
         Ok(LedgerClient { settings, policy, http, state_dir: state_dir.to_path_buf() })
     }
 
@@ -105,7 +108,11 @@ impl LedgerClient {
     }
 
     /// Record `index` of the tree in `checkpoint`, with its inclusion proof checked.
-    pub async fn release(&self, index: u64, checkpoint: &VerifiedCheckpoint) -> Result<VerifiedRelease, LedgerClientError> {
+    pub async fn release(
+        &self,
+        index: u64,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<VerifiedRelease, LedgerClientError> {
         let url = format!("{}/entry/{index}?size={}", self.base(), checkpoint.size);
         let entry: EntryProof = serde_json::from_slice(&self.get(&url).await?)
             .map_err(|e| LedgerError::Malformed(format!("entry: {e}")))?;
@@ -140,7 +147,9 @@ impl LedgerClient {
                     return Err(LedgerClientError::WrongEntry);
                 }
                 let hashes = decode_hashes(&proof.proof)?;
-                if let Err(error) = check_consistency(&hashes, checkpoint.size, checkpoint.root, last.size, last.root) {
+                if let Err(error) =
+                    check_consistency(&hashes, checkpoint.size, checkpoint.root, last.size, last.root)
+                {
                     self.keep_split_view(&last, checkpoint);
                     return Err(error.into());
                 }
@@ -156,7 +165,8 @@ impl LedgerClient {
     /// Both notes, for whoever investigates the log operator.
     fn keep_split_view(&self, last: &VerifiedCheckpoint, offered: &VerifiedCheckpoint) {
         let file = self.state_dir.join(format!("split-view-evidence-{}.txt", unix_now()));
-        let evidence = [b"accepted before:\n".as_slice(), &last.note, b"\noffered now:\n", &offered.note].concat();
+        let evidence =
+            [b"accepted before:\n".as_slice(), &last.note, b"\noffered now:\n", &offered.note].concat();
         if let Err(e) = std::fs::write(&file, evidence) {
             eprintln!("pp: could not keep the split-view evidence in {}: {e}", file.display());
         }
@@ -199,7 +209,8 @@ pub fn verify_entry(
     if entry.index != index || entry.size != checkpoint.size {
         return Err(LedgerClientError::WrongEntry);
     }
-    let leaf = STANDARD.decode(&entry.leaf).map_err(|_| LedgerError::Malformed("the leaf is not base64".into()))?;
+    let leaf =
+        STANDARD.decode(&entry.leaf).map_err(|_| LedgerError::Malformed("the leaf is not base64".into()))?;
     check_inclusion(&decode_hashes(&entry.proof)?, checkpoint.size, checkpoint.root, index, &leaf)?;
     let record = ReleaseRecord::from_leaf(&leaf)?;
     let launch_measurement = record.launch_measurement()?;

@@ -131,7 +131,9 @@ async fn run(cli: Cli) -> Result<()> {
         reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
         reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
     } else {
-        eprintln!("pp: WARNING: no transparency ledger configured; trusting the releases pinned in the config");
+        eprintln!(
+            "pp: WARNING: no transparency ledger configured; trusting the releases pinned in the config"
+        );
     }
     let transport = Transport::new(TransportConfig {
         relay_url: config.relay_url.clone(),
@@ -186,7 +188,11 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// The releases proven in the ledger, with what was checked on stderr.
 async fn releases_from_ledger(settings: &LedgerSettings, state: &Path) -> Result<ReleaseView> {
-    eprintln!("pp: checking the transparency ledger {} (checkpoint from {} mirror(s))…", settings.origin, settings.checkpoint_urls.len());
+    eprintln!(
+        "pp: checking the transparency ledger {} (checkpoint from {} mirror(s))…",
+        settings.origin,
+        settings.checkpoint_urls.len()
+    );
     let view = LedgerClient::new(settings.clone(), state)?.current().await?;
     let checkpoint = &view.checkpoint;
     eprintln!(

@@ -20,7 +20,8 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pp_vocab::ledger::{
-    add_checkpoint_body, checkpoint_body, encode_hashes, ConsistencyProof, EntryProof, LedgerError, ReleaseRecord, MAX_RECORD_BYTES,
+    add_checkpoint_body, checkpoint_body, encode_hashes, ConsistencyProof, EntryProof, LedgerError,
+    ReleaseRecord, MAX_RECORD_BYTES,
 };
 use pp_vocab::log::{EventLog, LogValue};
 use serde::Deserialize;
@@ -142,9 +143,7 @@ impl Ledger {
         let store = self.store.lock().await;
         let size = store.size();
         let body = checkpoint_body(&self.config.origin, size, store.root(size)?);
-        let log_signature = signed_note::Signer::sign(&self.signer, &body)?;
-        let name = signed_note::Signer::name(&self.signer).to_string();
-        let mut signatures = vec![Signature::new(name, signed_note::Signer::key_id(&self.signer), log_signature)?];
+        let mut signatures = vec![log_signature(&self.signer, &body)?];
         let signed = Note::new(&body, &signatures)?.to_bytes();
         let mut sizes = self.witness_sizes.lock().await;
         for (index, url) in self.config.witnesses.iter().enumerate() {
@@ -178,7 +177,13 @@ impl Ledger {
     }
 
     /// One witness's cosignature line (the witness protocol: old size, consistency proof, note).
-    async fn cosign(&self, url: &str, known: &mut u64, store: &LogStore, note: &[u8]) -> Result<String, String> {
+    async fn cosign(
+        &self,
+        url: &str,
+        known: &mut u64,
+        store: &LogStore,
+        note: &[u8],
+    ) -> Result<String, String> {
         for _ in 0..2 {
             let old = (*known).min(store.size());
             let proof = store.consistency_proof(old, store.size()).map_err(|e| e.to_string())?;
@@ -207,7 +212,8 @@ impl Ledger {
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = &self.config.append_token else { return true };
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(format!("Bearer {token}").as_str())
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+            == Some(format!("Bearer {token}").as_str())
     }
 
     pub async fn entry(&self, index: u64, size: u64) -> Result<EntryProof, StoreError> {
@@ -223,6 +229,25 @@ impl Ledger {
     }
 }
 
+/// The log's signature line over a checkpoint body.
+pub fn log_signature(signer: &StandardSigner, body: &[u8]) -> anyhow::Result<Signature> {
+    let signature = signed_note::Signer::sign(signer, body)?;
+    let name = signed_note::Signer::name(signer).to_string();
+    Ok(Signature::new(name, signed_note::Signer::key_id(signer), signature)?)
+}
+
+/// A checkpoint note for (`size`, `root`) signed by the log alone.
+pub fn sign_checkpoint(
+    signer: &StandardSigner,
+    origin: &str,
+    size: u64,
+    root: pp_vocab::ledger::TreeHash,
+) -> anyhow::Result<Vec<u8>> {
+    let body = checkpoint_body(origin, size, root);
+    let signature = log_signature(signer, &body)?;
+    Ok(Note::new(&body, &[signature])?.to_bytes())
+}
+
 /// The log's signing key file: the secret key line and the verifier key line, as
 /// `signed_note::generate_key` makes them.
 pub struct LedgerKey {
@@ -234,16 +259,18 @@ impl LedgerKey {
     pub fn generate(origin: &str) -> (String, Self) {
         let (skey, vkey) = signed_note::generate_key(&mut rand_core::OsRng, origin);
         let file = format!("{skey}\n{vkey}\n");
-        let key = LedgerKey::parse(&file).expect("a generated key parses");
+        let key = LedgerKey::from_text(&file).expect("a generated key parses");
         (file, key)
     }
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("the ledger key {}: {e}", path.display()))?;
-        LedgerKey::parse(&text).map_err(|e| anyhow::anyhow!("the ledger key {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("the ledger key {}: {e}", path.display()))?;
+        LedgerKey::from_text(&text).map_err(|e| anyhow::anyhow!("the ledger key {}: {e}", path.display()))
     }
 
-    fn parse(text: &str) -> anyhow::Result<Self> {
+    /// The key from the key file's text.
+    pub fn from_text(text: &str) -> anyhow::Result<Self> {
         let mut lines = text.lines();
         let (Some(skey), Some(vkey)) = (lines.next(), lines.next()) else {
             anyhow::bail!("expected the secret key line and the verifier key line");
@@ -251,7 +278,10 @@ impl LedgerKey {
         let signer = StandardSigner::new(skey.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let verifier = signed_note::StandardVerifier::new(vkey.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let probe = signed_note::Signer::sign(&signer, b"probe").map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(signed_note::Verifier::verify(&verifier, b"probe", &probe), "the two lines are not one key pair");
+        anyhow::ensure!(
+            signed_note::Verifier::verify(&verifier, b"probe", &probe),
+            "the two lines are not one key pair"
+        );
         Ok(LedgerKey { signer, vkey: vkey.trim().to_string() })
     }
 }
@@ -275,9 +305,9 @@ async fn add(State(ledger): State<Arc<Ledger>>, headers: HeaderMap, body: Body) 
         if !ledger.authorized(&headers) {
             return Err(AppendError::Unauthorized);
         }
-        let body = to_bytes(body, MAX_RECORD_BYTES)
-            .await
-            .map_err(|_| AppendError::Store(StoreError::Ledger(LedgerError::RecordTooLarge(MAX_RECORD_BYTES + 1))))?;
+        let body = to_bytes(body, MAX_RECORD_BYTES).await.map_err(|_| {
+            AppendError::Store(StoreError::Ledger(LedgerError::RecordTooLarge(MAX_RECORD_BYTES + 1)))
+        })?;
         let record: ReleaseRecord =
             serde_json::from_slice(&body).map_err(|e| AppendError::BadRecord(e.to_string()))?;
         record.launch_measurement().map_err(|e| AppendError::BadRecord(e.to_string()))?;
@@ -285,14 +315,21 @@ async fn add(State(ledger): State<Arc<Ledger>>, headers: HeaderMap, body: Body) 
     }
     .await;
     let (word, response) = match result {
-        Ok((index, size)) => ("appended", Json(serde_json::json!({ "index": index, "size": size })).into_response()),
-        Err(AppendError::Unauthorized) => ("unauthorized", (StatusCode::UNAUTHORIZED, "append token required\n").into_response()),
+        Ok((index, size)) => {
+            ("appended", Json(serde_json::json!({ "index": index, "size": size })).into_response())
+        }
+        Err(AppendError::Unauthorized) => {
+            ("unauthorized", (StatusCode::UNAUTHORIZED, "append token required\n").into_response())
+        }
         Err(e @ (AppendError::BadRecord(_) | AppendError::Store(StoreError::Ledger(_)))) => {
             ("refused", (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
         }
         Err(e) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
     };
-    ledger.log.record("append", &[("outcome", LogValue::Word(word)), ("status", LogValue::Number(response.status().as_u16().into()))]);
+    ledger.log.record(
+        "append",
+        &[("outcome", LogValue::Word(word)), ("status", LogValue::Number(response.status().as_u16().into()))],
+    );
     response
 }
 
@@ -305,7 +342,11 @@ struct SizeQuery {
     size: u64,
 }
 
-async fn entry(State(ledger): State<Arc<Ledger>>, UrlPath(index): UrlPath<u64>, Query(query): Query<SizeQuery>) -> Response {
+async fn entry(
+    State(ledger): State<Arc<Ledger>>,
+    UrlPath(index): UrlPath<u64>,
+    Query(query): Query<SizeQuery>,
+) -> Response {
     match ledger.entry(index, query.size).await {
         Ok(entry) => Json(entry).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),

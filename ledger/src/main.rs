@@ -44,7 +44,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { config } => {
             let config: LedgerConfig = pp_vocab::config::load(&config)?;
-            anyhow::ensure!(!config.key_file.exists(), "{} exists: not overwriting a key", config.key_file.display());
+            anyhow::ensure!(
+                !config.key_file.exists(),
+                "{} exists: not overwriting a key",
+                config.key_file.display()
+            );
             let (file, key) = LedgerKey::generate(&config.origin);
             write_secret(&config.key_file, &file)?;
             println!("{}", key.vkey);

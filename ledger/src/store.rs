@@ -52,7 +52,13 @@ impl LogStore {
         let path = dir.join("records.log");
         let mut file =
             OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(|e| io(&path, e))?;
-        let mut store = LogStore { file: file.try_clone().map_err(|e| io(&path, e))?, path: path.display().to_string(), hashes: Vec::new(), frames: Vec::new(), size: 0 };
+        let mut store = LogStore {
+            file: file.try_clone().map_err(|e| io(&path, e))?,
+            path: path.display().to_string(),
+            hashes: Vec::new(),
+            frames: Vec::new(),
+            size: 0,
+        };
         let length = file.metadata().map_err(|e| io(&path, e))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, &mut file);
         reader.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
@@ -124,7 +130,8 @@ impl LogStore {
         if index >= size {
             return Err(LedgerError::AbsurdSize(index));
         }
-        tlog_tiles::prove_record(size, index, &Memory(&self.hashes)).map_err(|e| LedgerError::Malformed(e.to_string()))
+        tlog_tiles::prove_record(size, index, &Memory(&self.hashes))
+            .map_err(|e| LedgerError::Malformed(e.to_string()))
     }
 
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<TreeProof, LedgerError> {
@@ -132,7 +139,11 @@ impl LogStore {
         if old_size > new_size {
             return Err(LedgerError::Rollback { seen: old_size, offered: new_size });
         }
-        tlog_tiles::prove_tree(new_size, old_size, &Memory(&self.hashes)).map_err(|e| LedgerError::Malformed(e.to_string()))
+        if old_size == 0 {
+            return Ok(Vec::new());
+        }
+        tlog_tiles::prove_tree(new_size, old_size, &Memory(&self.hashes))
+            .map_err(|e| LedgerError::Malformed(e.to_string()))
     }
 
     /// The record at `index`, read back from the file.
@@ -140,7 +151,9 @@ impl LogStore {
         let &(offset, length) = self.frames.get(index as usize).ok_or(LedgerError::AbsurdSize(index))?;
         let mut record = vec![0; length as usize];
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset + 4)).and_then(|_| file.read_exact(&mut record)).map_err(|e| io(Path::new(&self.path), e))?;
+        file.seek(SeekFrom::Start(offset + 4))
+            .and_then(|_| file.read_exact(&mut record))
+            .map_err(|e| io(Path::new(&self.path), e))?;
         Ok(record)
     }
 
@@ -153,7 +166,12 @@ impl LogStore {
 }
 
 /// Reads the frame at `offset`; `None` at the end or at a torn frame (the caller cuts it off).
-fn read_frame(reader: &mut impl Read, offset: u64, length: u64, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+fn read_frame(
+    reader: &mut impl Read,
+    offset: u64,
+    length: u64,
+    index: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
     if offset + 4 > length {
         return Ok(None);
     }

@@ -110,23 +110,36 @@ pub struct TrustPolicy {
 
 impl TrustPolicy {
     /// `log_vkey` and `witness_vkeys` are C2SP verifier keys (`name+id+base64`).
-    pub fn new(origin: &str, log_vkey: &str, witness_vkeys: &[String], quorum: usize) -> Result<Self, LedgerError> {
+    pub fn new(
+        origin: &str,
+        log_vkey: &str,
+        witness_vkeys: &[String],
+        quorum: usize,
+    ) -> Result<Self, LedgerError> {
         let log = signed_note::StandardVerifier::new(log_vkey)
             .map_err(|e| LedgerError::Malformed(format!("log key: {e}")))?;
-        let witnesses = witness_vkeys.iter().map(|key| CosignatureVerifier::new(key)).collect::<Result<Vec<_>, _>>()?;
+        let witnesses =
+            witness_vkeys.iter().map(|key| CosignatureVerifier::new(key)).collect::<Result<Vec<_>, _>>()?;
         if quorum > witnesses.len() {
-            return Err(LedgerError::Malformed(format!("a quorum of {quorum} from {} witnesses", witnesses.len())));
+            return Err(LedgerError::Malformed(format!(
+                "a quorum of {quorum} from {} witnesses",
+                witnesses.len()
+            )));
         }
         Ok(TrustPolicy { origin: origin.into(), log, witnesses, quorum })
     }
 
     /// Checks the log's signature, the origin and the witness quorum.
     pub fn verify_checkpoint(&self, note: &[u8]) -> Result<VerifiedCheckpoint, LedgerError> {
-        let parsed = Note::from_bytes(note).map_err(|e| LedgerError::Malformed(format!("signed note: {e}")))?;
-        let checkpoint =
-            Checkpoint::from_bytes(parsed.text()).map_err(|e| LedgerError::Malformed(format!("checkpoint: {e}")))?;
+        let parsed =
+            Note::from_bytes(note).map_err(|e| LedgerError::Malformed(format!("signed note: {e}")))?;
+        let checkpoint = Checkpoint::from_bytes(parsed.text())
+            .map_err(|e| LedgerError::Malformed(format!("checkpoint: {e}")))?;
         if checkpoint.origin() != self.origin {
-            return Err(LedgerError::WrongOrigin { expected: self.origin.clone(), found: checkpoint.origin().into() });
+            return Err(LedgerError::WrongOrigin {
+                expected: self.origin.clone(),
+                found: checkpoint.origin().into(),
+            });
         }
         if checkpoint.size() > MAX_TREE_SIZE {
             return Err(LedgerError::AbsurdSize(checkpoint.size()));
@@ -165,13 +178,19 @@ pub fn checkpoint_body(origin: &str, size: u64, root: Hash) -> Vec<u8> {
 /// ledger's own tools use it before their own checks).
 pub fn parse_checkpoint(note: &[u8]) -> Result<(Note, Checkpoint), LedgerError> {
     let parsed = Note::from_bytes(note).map_err(|e| LedgerError::Malformed(format!("signed note: {e}")))?;
-    let checkpoint =
-        Checkpoint::from_bytes(parsed.text()).map_err(|e| LedgerError::Malformed(format!("checkpoint: {e}")))?;
+    let checkpoint = Checkpoint::from_bytes(parsed.text())
+        .map_err(|e| LedgerError::Malformed(format!("checkpoint: {e}")))?;
     Ok((parsed, checkpoint))
 }
 
 /// Checks that `proof` proves leaf `leaf` at `index` in the tree (`size`, `root`).
-pub fn check_inclusion(proof: &[Hash], size: u64, root: Hash, index: u64, leaf: &[u8]) -> Result<(), LedgerError> {
+pub fn check_inclusion(
+    proof: &[Hash],
+    size: u64,
+    root: Hash,
+    index: u64,
+    leaf: &[u8],
+) -> Result<(), LedgerError> {
     sane(size, proof.len())?;
     if index >= size {
         return Err(LedgerError::AbsurdSize(index));
@@ -191,6 +210,10 @@ pub fn check_consistency(
     sane(new_size, proof.len())?;
     if old_size > new_size {
         return Err(LedgerError::Rollback { seen: old_size, offered: new_size });
+    }
+    // The empty tree is a prefix of every tree; nothing to prove.
+    if old_size == 0 {
+        return if proof.is_empty() { Ok(()) } else { Err(LedgerError::Consistency { old_size, new_size }) };
     }
     tlog_tiles::check_tree(&proof.to_vec(), new_size, new_root, old_size, old_root)
         .map_err(|_| LedgerError::Consistency { old_size, new_size })
@@ -260,7 +283,8 @@ impl AddCheckpoint {
     pub fn parse(body: &[u8]) -> Result<Self, LedgerError> {
         let malformed = |why: &str| LedgerError::Malformed(format!("add-checkpoint: {why}"));
         let text = std::str::from_utf8(body).map_err(|_| malformed("not UTF-8"))?;
-        let (head, note) = text.split_once("\n\n").ok_or_else(|| malformed("no empty line before the checkpoint"))?;
+        let (head, note) =
+            text.split_once("\n\n").ok_or_else(|| malformed("no empty line before the checkpoint"))?;
         let mut lines = head.lines();
         let old = lines
             .next()
@@ -350,7 +374,8 @@ impl CosignatureVerifier {
         };
         let id = u32::from_str_radix(id, 16).map_err(|_| bad("the id is not hex"))?;
         let material = STANDARD.decode(material).map_err(|_| bad("the key is not base64"))?;
-        let (Some(&COSIGNATURE_ALGORITHM), Ok(raw)) = (material.first(), <[u8; 32]>::try_from(&material[1.min(material.len())..]))
+        let (Some(&COSIGNATURE_ALGORITHM), Ok(raw)) =
+            (material.first(), <[u8; 32]>::try_from(&material[1.min(material.len())..]))
         else {
             return Err(bad("not an Ed25519 cosignature key (type 0x04)"));
         };

@@ -17,9 +17,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod digest;
 #[cfg(feature = "ledger")]
 pub mod ledger;
-mod digest;
 pub mod log;
 pub mod ohttp;
 pub mod policy;

@@ -70,7 +70,9 @@ pub enum WitnessError {
     BadSignature,
     #[error("the witness last cosigned size {0}")]
     OldSizeMismatch(u64),
-    #[error("FORK: the log shows root {offered} for size {size}, the witness cosigned {seen}; evidence kept")]
+    #[error(
+        "FORK: the log shows root {offered} for size {size}, the witness cosigned {seen}; evidence kept"
+    )]
     Fork { size: u64, seen: String, offered: String },
     #[error("the checkpoint is not consistent with the one the witness cosigned: {0}")]
     Inconsistent(LedgerError),
@@ -141,8 +143,10 @@ impl Witness {
 
     /// Handles one add-checkpoint request body; returns the cosignature line.
     pub fn add_checkpoint(&self, body: &[u8], now: u64) -> Result<String, WitnessError> {
-        let request = ledger::AddCheckpoint::parse(body).map_err(|e| WitnessError::Malformed(e.to_string()))?;
-        let (note, checkpoint) = ledger::parse_checkpoint(&request.note).map_err(|e| WitnessError::Malformed(e.to_string()))?;
+        let request =
+            ledger::AddCheckpoint::parse(body).map_err(|e| WitnessError::Malformed(e.to_string()))?;
+        let (note, checkpoint) =
+            ledger::parse_checkpoint(&request.note).map_err(|e| WitnessError::Malformed(e.to_string()))?;
         let origin = checkpoint.origin().to_string();
         let verifier = self.logs.get(&origin).ok_or_else(|| WitnessError::UnknownLog(origin.clone()))?;
         let verified = note.verify(&VerifierList::new(vec![Box::new(verifier.clone())]));
@@ -150,7 +154,8 @@ impl Witness {
             return Err(WitnessError::BadSignature);
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let last = seen.get(&origin).cloned().unwrap_or(Seen { size: 0, root: encode(tlog_tiles::EMPTY_HASH) });
+        let last =
+            seen.get(&origin).cloned().unwrap_or(Seen { size: 0, root: encode(tlog_tiles::EMPTY_HASH) });
         if request.old != last.size {
             return Err(WitnessError::OldSizeMismatch(last.size));
         }
@@ -161,9 +166,16 @@ impl Witness {
                 return Err(WitnessError::Fork { size: last.size, seen: last.root, offered: root });
             }
         } else {
-            let last_root = ledger::decode_hashes(std::slice::from_ref(&last.root)).map_err(WitnessError::Inconsistent)?[0];
-            ledger::check_consistency(&request.proof, checkpoint.size(), *checkpoint.hash(), last.size, last_root)
-                .map_err(WitnessError::Inconsistent)?;
+            let last_root = ledger::decode_hashes(std::slice::from_ref(&last.root))
+                .map_err(WitnessError::Inconsistent)?[0];
+            ledger::check_consistency(
+                &request.proof,
+                checkpoint.size(),
+                *checkpoint.hash(),
+                last.size,
+                last_root,
+            )
+            .map_err(WitnessError::Inconsistent)?;
         }
         seen.insert(origin, Seen { size: checkpoint.size(), root });
         self.save(&seen)?;
@@ -206,7 +218,8 @@ pub fn unix_now() -> u64 {
 
 /// Reads the witness's secret key file (hex).
 pub fn load_secret(path: &Path) -> anyhow::Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("the witness key {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("the witness key {}: {e}", path.display()))?;
     hex::decode(text.trim())
         .ok()
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
@@ -230,10 +243,13 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
     };
     let result = witness.add_checkpoint(&body, unix_now());
     let (word, response) = match result {
-        Ok(line) => ("cosigned", ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response()),
+        Ok(line) => {
+            ("cosigned", ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response())
+        }
         Err(WitnessError::OldSizeMismatch(size)) => (
             "old-size-mismatch",
-            (StatusCode::CONFLICT, [(header::CONTENT_TYPE, "text/x.tlog.size")], format!("{size}\n")).into_response(),
+            (StatusCode::CONFLICT, [(header::CONTENT_TYPE, "text/x.tlog.size")], format!("{size}\n"))
+                .into_response(),
         ),
         Err(error) => (error.word(), (error.status(), format!("{error}\n")).into_response()),
     };

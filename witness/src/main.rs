@@ -45,7 +45,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { config } => {
             let config: WitnessConfig = pp_vocab::config::load(&config)?;
-            anyhow::ensure!(!config.key_file.exists(), "{} exists: not overwriting a key", config.key_file.display());
+            anyhow::ensure!(
+                !config.key_file.exists(),
+                "{} exists: not overwriting a key",
+                config.key_file.display()
+            );
             let secret: [u8; 32] = rand::random();
             std::fs::write(&config.key_file, hex::encode(secret))
                 .with_context(|| format!("writing {}", config.key_file.display()))?;
@@ -54,7 +58,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Vkey { config } => {
             let config: WitnessConfig = pp_vocab::config::load(&config)?;
-            println!("{}", pp_vocab::ledger::Cosigner::new(&config.name, load_secret(&config.key_file)?).vkey());
+            println!(
+                "{}",
+                pp_vocab::ledger::Cosigner::new(&config.name, load_secret(&config.key_file)?).vkey()
+            );
             Ok(())
         }
         Command::Serve { config } => {
@@ -64,7 +71,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            eprintln!("pp-witness: {} listening on http://{}, following {} log(s)", config.name, listener.local_addr()?, config.logs.len());
+            eprintln!(
+                "pp-witness: {} listening on http://{}, following {} log(s)",
+                config.name,
+                listener.local_addr()?,
+                config.logs.len()
+            );
             serve(witness, listener).await?;
             Ok(())
         }
