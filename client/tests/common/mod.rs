@@ -346,3 +346,92 @@ impl Stack {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
 }
+
+pub const LEDGER_ORIGIN: &str = "ledger.test/releases";
+
+/// A ledger on loopback with its witnesses (each a real server), keys made fresh.
+pub struct TestLedger {
+    pub url: String,
+    pub ledger: Arc<pp_ledger::Ledger>,
+    pub key_file: String,
+    pub witness_vkeys: Vec<String>,
+    pub dir: PathBuf,
+}
+
+pub async fn start_witness(dir: &std::path::Path, name: &str, log_vkey: &str) -> (String, String) {
+    let config = pp_witness::WitnessConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        name: name.into(),
+        key_file: dir.join("unused"),
+        state_file: dir.join(format!("{}-state.json", name.replace('/', "_"))),
+        logs: vec![pp_witness::FollowedLog { origin: LEDGER_ORIGIN.into(), vkey: log_vkey.into() }],
+    };
+    let secret: [u8; 32] = rand::random();
+    let witness = pp_witness::Witness::new(
+        &config,
+        secret,
+        EventLog::new(&["outcome"], Box::new(MemorySink::default())),
+    )
+    .unwrap();
+    let vkey = witness.vkey();
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(pp_witness::serve(Arc::new(witness), listener));
+    (url, vkey)
+}
+
+/// A ledger with `witnesses` witnesses, signing with the key in `key_file` (fresh when `None`).
+pub async fn start_ledger(witnesses: usize, key_file: Option<String>) -> TestLedger {
+    let dir = std::env::temp_dir().join(format!("pp-ledger-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = key_file.unwrap_or_else(|| pp_ledger::LedgerKey::generate(LEDGER_ORIGIN).0);
+    let key = pp_ledger::LedgerKey::from_text(&key_file).unwrap();
+    std::fs::write(dir.join("ledger.key"), &key_file).unwrap();
+    let mut urls = Vec::new();
+    let mut witness_vkeys = Vec::new();
+    for index in 0..witnesses {
+        let (url, vkey) = start_witness(&dir, &format!("witness.test/w{index}"), &key.vkey).await;
+        urls.push(url);
+        witness_vkeys.push(vkey);
+    }
+    let listener = listener().await;
+    let config = pp_ledger::LedgerConfig {
+        listen: listener.local_addr().unwrap(),
+        origin: LEDGER_ORIGIN.into(),
+        key_file: dir.join("ledger.key"),
+        data_dir: dir.join("data"),
+        publish_dir: Some(dir.join("published")),
+        witnesses: urls,
+        append_token: None,
+    };
+    let log = EventLog::new(pp_ledger::LOG_FIELDS, Box::new(MemorySink::default()));
+    let ledger = pp_ledger::Ledger::open(config, log).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(pp_ledger::serve(ledger.clone(), listener));
+    TestLedger { url, ledger, key_file, witness_vkeys, dir }
+}
+
+impl TestLedger {
+    /// What a device pins to trust this ledger with a quorum of `quorum`.
+    pub fn settings(&self, quorum: usize) -> pp_client::ledger::LedgerSettings {
+        pp_client::ledger::LedgerSettings {
+            ledger_url: self.url.clone(),
+            checkpoint_urls: vec![format!("{}/checkpoint", self.url)],
+            origin: LEDGER_ORIGIN.into(),
+            log_vkey: pp_ledger::LedgerKey::from_text(&self.key_file).unwrap().vkey,
+            witness_vkeys: self.witness_vkeys.clone(),
+            quorum,
+            releases: 4,
+        }
+    }
+
+    pub async fn record(&self, measurement: [u8; 48], manifest: pp_vocab::Sha256) -> u64 {
+        let record = pp_vocab::ledger::ReleaseRecord {
+            launch_measurement: hex::encode(measurement),
+            manifest_digest: manifest,
+            manifest: serde_json::json!({ "test": true }),
+            source_revision: "test".into(),
+        };
+        self.ledger.append(&record).await.unwrap().0
+    }
+}

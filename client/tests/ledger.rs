@@ -1,0 +1,172 @@
+//! The device's checks of the transparency ledger, against a real ledger and real witnesses on
+//! loopback: each way a view can be wrong is refused with its own error, and a split view is
+//! kept as evidence.
+
+mod common;
+
+use common::*;
+use pp_client::ledger::{verify_entry, LedgerClient, LedgerClientError};
+use pp_vocab::ledger::{EntryProof, LedgerError};
+use pp_vocab::Sha256;
+
+fn device_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pp-device-ledger-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn ledger_error(error: LedgerClientError) -> LedgerError {
+    match error {
+        LedgerClientError::Ledger(error) => error,
+        other => panic!("expected a ledger error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_device_trusts_the_latest_releases_under_a_cosigned_checkpoint() {
+    let ledger = start_ledger(2, None).await;
+    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    let device = LedgerClient::new(ledger.settings(2), &device_dir("happy")).unwrap();
+    let view = device.current().await.unwrap();
+    assert_eq!(view.checkpoint.size, 2);
+    assert_eq!(view.checkpoint.witnesses.len(), 2);
+    let manifests: Vec<Sha256> = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+    assert_eq!(manifests, vec![Sha256::of(b"release 1"), Sha256::of(b"release 2")]);
+    assert_eq!(view.releases[1].launch_measurement, [2; 48]);
+
+    // It grows: the device checks the consistency proof from what it saw.
+    ledger.record([3; 48], Sha256::of(b"release 3")).await;
+    assert_eq!(device.current().await.unwrap().checkpoint.size, 3);
+}
+
+#[tokio::test]
+async fn a_checkpoint_without_the_witness_quorum_is_refused() {
+    let ledger = start_ledger(1, None).await;
+    ledger.record([1; 48], Sha256::of(b"release")).await;
+    let mut settings = ledger.settings(1);
+    // The device pins a second witness that never cosigned, and wants both.
+    let other = std::env::temp_dir().join(format!("pp-other-witness-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, vkey) = start_witness(&other, "witness.test/absent", &settings.log_vkey).await;
+    settings.witness_vkeys.push(vkey);
+    settings.quorum = 2;
+    let error = LedgerClient::new(settings, &device_dir("quorum")).unwrap().current().await.unwrap_err();
+    assert_eq!(ledger_error(error), LedgerError::Quorum { have: 1, need: 2 });
+}
+
+#[tokio::test]
+async fn a_checkpoint_not_signed_by_the_pinned_log_key_is_refused() {
+    let ledger = start_ledger(1, None).await;
+    ledger.record([1; 48], Sha256::of(b"release")).await;
+    let mut settings = ledger.settings(1);
+    settings.log_vkey = pp_ledger::LedgerKey::generate(LEDGER_ORIGIN).1.vkey;
+    let error = LedgerClient::new(settings, &device_dir("signature")).unwrap().current().await.unwrap_err();
+    assert_eq!(ledger_error(error), LedgerError::LogSignature);
+}
+
+#[tokio::test]
+async fn an_inclusion_proof_for_another_leaf_is_refused() {
+    let ledger = start_ledger(1, None).await;
+    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    let device = LedgerClient::new(ledger.settings(1), &device_dir("inclusion")).unwrap();
+    let checkpoint = device.current().await.unwrap().checkpoint;
+    let http = reqwest::Client::new();
+    let entry = |index: u64| {
+        let url = format!("{}/entry/{index}?size=2", ledger.url);
+        let http = http.clone();
+        async move {
+            serde_json::from_slice::<EntryProof>(&http.get(url).send().await.unwrap().bytes().await.unwrap())
+                .unwrap()
+        }
+    };
+    let (first, second) = (entry(0).await, entry(1).await);
+    assert!(verify_entry(&second, 1, &checkpoint).is_ok());
+    // Release 1's leaf with release 2's proof, claimed as entry 1.
+    let swapped = EntryProof { leaf: first.leaf.clone(), ..second.clone() };
+    assert_eq!(
+        ledger_error(verify_entry(&swapped, 1, &checkpoint).unwrap_err()),
+        LedgerError::Inclusion { index: 1, size: 2 }
+    );
+    // A proof with a flipped byte.
+    let mut hashes = pp_vocab::ledger::decode_hashes(&second.proof).unwrap();
+    hashes[0].0[5] ^= 1;
+    let flipped = EntryProof { proof: pp_vocab::ledger::encode_hashes(&hashes), ..second.clone() };
+    assert_eq!(
+        ledger_error(verify_entry(&flipped, 1, &checkpoint).unwrap_err()),
+        LedgerError::Inclusion { index: 1, size: 2 }
+    );
+    // A proof of the wrong length.
+    let long = EntryProof { proof: vec![second.proof[0].clone(); 200], ..second.clone() };
+    assert_eq!(ledger_error(verify_entry(&long, 1, &checkpoint).unwrap_err()), LedgerError::ProofLength(200));
+    // An entry for another index or size than asked.
+    assert_eq!(verify_entry(&second, 0, &checkpoint).unwrap_err(), LedgerClientError::WrongEntry);
+}
+
+#[tokio::test]
+async fn a_forked_log_is_a_split_view_kept_as_evidence() {
+    let honest = start_ledger(1, None).await;
+    honest.record([1; 48], Sha256::of(b"release 1")).await;
+    honest.record([2; 48], Sha256::of(b"release 2")).await;
+    // The same log key, another tree of the same size, cosigned by another (pinned) witness.
+    let fork = start_ledger(1, Some(honest.key_file.clone())).await;
+    fork.record([1; 48], Sha256::of(b"release 1")).await;
+    fork.record([9; 48], Sha256::of(b"a private build")).await;
+
+    let dir = device_dir("split");
+    let mut settings = honest.settings(1);
+    settings.witness_vkeys.extend(fork.witness_vkeys.clone());
+    LedgerClient::new(settings.clone(), &dir).unwrap().current().await.unwrap();
+    settings.ledger_url = fork.url.clone();
+    settings.checkpoint_urls = vec![format!("{}/checkpoint", fork.url)];
+    let error = LedgerClient::new(settings, &dir).unwrap().current().await.unwrap_err();
+    assert!(matches!(ledger_error(error), LedgerError::SplitView { size: 2, .. }));
+    let evidence: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("split-view-evidence-"))
+        .collect();
+    assert_eq!(evidence.len(), 1, "the two checkpoints are kept");
+    let kept = std::fs::read_to_string(evidence[0].path()).unwrap();
+    assert!(kept.contains("accepted before") && kept.contains("offered now"));
+}
+
+#[tokio::test]
+async fn an_older_checkpoint_after_a_newer_one_is_a_rollback() {
+    let ledger = start_ledger(1, None).await;
+    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    let old = ledger.ledger.checkpoint();
+    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    let dir = device_dir("rollback");
+    let mut settings = ledger.settings(1);
+    LedgerClient::new(settings.clone(), &dir).unwrap().current().await.unwrap();
+    // A stale mirror serves the old checkpoint.
+    let mirror = std::env::temp_dir().join(format!("pp-stale-mirror-{}", std::process::id()));
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("checkpoint"), old.as_slice()).unwrap();
+    settings.checkpoint_urls = vec![serve_keydir(mirror).await.replace("ohttp-keys", "checkpoint")];
+    let error = LedgerClient::new(settings, &dir).unwrap().current().await.unwrap_err();
+    assert_eq!(ledger_error(error), LedgerError::Rollback { seen: 2, offered: 1 });
+}
+
+#[tokio::test]
+async fn mirrors_that_disagree_or_a_ledger_that_is_down_fail_closed() {
+    let ledger = start_ledger(1, None).await;
+    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    let stale = ledger.ledger.checkpoint();
+    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    let mirror = std::env::temp_dir().join(format!("pp-disagreeing-mirror-{}", std::process::id()));
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("checkpoint"), stale.as_slice()).unwrap();
+    let mut settings = ledger.settings(1);
+    settings.checkpoint_urls.push(serve_keydir(mirror).await.replace("ohttp-keys", "checkpoint"));
+    let error = LedgerClient::new(settings, &device_dir("mirrors")).unwrap().current().await.unwrap_err();
+    assert!(matches!(error, LedgerClientError::Mismatch { .. }), "{error}");
+
+    let mut settings = ledger.settings(1);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    settings.checkpoint_urls = vec![format!("http://{dead}/checkpoint")];
+    let error = LedgerClient::new(settings, &device_dir("down")).unwrap().current().await.unwrap_err();
+    assert!(matches!(error, LedgerClientError::Unreachable { .. }), "{error}");
+}
