@@ -8,12 +8,16 @@
 //!   one spent per session;
 //! - [`ledger`]: the releases the device may trust, proven in the transparency ledger under a
 //!   checkpoint cosigned by a quorum of witnesses and consistent with what it saw before;
+//! - [`audit`]: an outsider's audit of a ledger entry against a source tree and its rebuild;
+//! - [`receipts`]: what was verified for each request, kept on the device;
 //! - [`session`]: attested TLS sessions with a host over that transport: evidence checked before
 //!   any request byte is sent.
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod ledger;
+pub mod receipts;
 pub mod session;
 pub mod settings;
 pub mod tokens;

@@ -7,11 +7,14 @@ use clap::{Parser, Subcommand};
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
 use pp_attestation::{ReferenceValues, TeeKind};
+use pp_client::audit::audit;
 use pp_client::ledger::{LedgerClient, LedgerSettings, ReleaseView};
-use pp_client::session::{AttestedSession, SessionError};
+use pp_client::receipts::{LedgerEvidence, Receipt, Receipts};
+use pp_client::session::{AttestedSession, SessionError, Verified};
 use pp_client::settings::Settings;
 use pp_client::tokens::{SpendableToken, TokenSettings, TokenSupply};
 use pp_client::transport::{Transport, TransportConfig};
+use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
@@ -61,6 +64,29 @@ enum Command {
     Allow { chat: String },
     /// Show the opt-in and the chats kept on this device.
     Settings,
+    /// List the privacy receipts of this device's requests (`receipts show N` explains one).
+    Receipts {
+        #[command(subcommand)]
+        action: Option<ReceiptsAction>,
+    },
+    /// Audit a release in the transparency ledger against this source tree (needs `[ledger]` in
+    /// the config; `scripts/audit` rebuilds the components and runs this).
+    Audit {
+        /// The ledger entry (default: the latest).
+        #[arg(long)]
+        index: Option<u64>,
+        #[arg(long, default_value = "policies/release.toml")]
+        policy: PathBuf,
+        /// The components rebuilt from this source tree.
+        #[arg(long)]
+        components: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsAction {
+    /// Explain receipt N in plain words.
+    Show { number: u64 },
 }
 
 /// `device.toml`.
@@ -109,6 +135,32 @@ async fn run(cli: Cli) -> Result<()> {
             print_settings(&settings, &state);
             return Ok(());
         }
+        Command::Receipts { action } => {
+            let receipts = Receipts::new(&state);
+            match action {
+                Some(ReceiptsAction::Show { number }) => print!("{}", receipts.get(*number)?.explain()),
+                None => {
+                    let all = receipts.list()?;
+                    if all.is_empty() {
+                        println!("no receipts yet: each request made from this device leaves one");
+                    }
+                    for receipt in all {
+                        println!("{}", receipt.summary());
+                    }
+                }
+            }
+            return Ok(());
+        }
+        Command::Audit { index, policy, components } => {
+            let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
+            let ledger = config.ledger.context("auditing needs a [ledger] table in the config")?;
+            let report = audit(&LedgerClient::new(ledger, &state)?, *index, policy, components).await?;
+            print!("{report}");
+            if !report.reproduced() {
+                std::process::exit(2);
+            }
+            return Ok(());
+        }
         change => {
             match change {
                 Command::OptIn => settings.opted_in = true,
@@ -126,10 +178,12 @@ async fn run(cli: Cli) -> Result<()> {
     settings.check(chat.as_deref())?;
     let config: DeviceConfig = pp_vocab::config::load(&cli.config)?;
     let mut reference = reference_values(&config)?;
+    let mut view = None;
     if let Some(ledger) = &config.ledger {
-        let view = releases_from_ledger(ledger, &state).await?;
-        reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
-        reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+        let releases = releases_from_ledger(ledger, &state).await?;
+        reference.launch_measurements = releases.releases.iter().map(|r| r.launch_measurement).collect();
+        reference.manifest_digests = releases.releases.iter().map(|r| r.record.manifest_digest).collect();
+        view = Some(releases);
     } else {
         eprintln!(
             "pp: WARNING: no transparency ledger configured; trusting the releases pinned in the config"
@@ -153,15 +207,15 @@ async fn run(cli: Cli) -> Result<()> {
     let session = AttestedSession::new(&transport, &reference);
     let mut token = take_token(&supply, now).await?;
     eprintln!("pp: opening an attested session through the relay {}…", config.relay_url);
+    let mut retried = false;
     let (response, verified) = match session.request(&request, &token, now as i64).await {
-        Err(SessionError::TokenRefused(
-            refusal @ (Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey),
-        )) => {
-            eprintln!("pp: the gateway refused the token ({refusal}); retrying once with a fresh one");
-            if refusal != Refusal::Spent {
+        Err(error) if worth_one_retry(&error) => {
+            eprintln!("pp: {error}; retrying once in a fresh session with a fresh token");
+            if let SessionError::TokenRefused(Refusal::UnknownKey | Refusal::ExpiredKey) = error {
                 supply.discard_key(&token.key_id)?;
             }
             token = take_token(&supply, now).await?;
+            retried = true;
             session.request(&request, &token, now as i64).await?
         }
         other => other?,
@@ -174,16 +228,96 @@ async fn run(cli: Cli) -> Result<()> {
     eprintln!("pp: attestation passed before sending: TEE {tee}");
     eprintln!("pp:   launch measurement {}", hex::encode(attestation.launch_measurement));
     eprintln!("pp:   release manifest   {}", attestation.manifest_digest);
+    if let Some(view) = &view {
+        let entry = view.releases.iter().find(|r| r.record.manifest_digest == attestation.manifest_digest);
+        if let Some(entry) = entry {
+            eprintln!(
+                "pp:   = ledger entry {} (source {}), under checkpoint size {}",
+                entry.index, entry.record.source_revision, view.checkpoint.size
+            );
+        }
+    }
     eprintln!(
         "pp: answer received ({} prompt + {} generated tokens)",
         response.prompt_tokens, response.completion_tokens
     );
+    let receipt = Receipts::new(&state).save(receipt(
+        &request,
+        &verified,
+        view.as_ref(),
+        &token,
+        &config.relay_url,
+        retried,
+    ))?;
+    eprintln!(
+        "pp: privacy receipt #{} kept on this device (`pp receipts show {}`)",
+        receipt.number, receipt.number
+    );
     if cli.json {
-        println!("{}", serde_json::to_string(&response)?);
+        println!("{}", serde_json::json!({ "response": response, "receipt": receipt }));
     } else {
         println!("{}", response.text);
     }
     Ok(())
+}
+
+/// A failure that a fresh session may not meet: the token was refused as spent or under a
+/// retired key, or the host went away mid-request (the gateway routes the new session to another).
+fn worth_one_retry(error: &SessionError) -> bool {
+    match error {
+        SessionError::TokenRefused(refusal) => {
+            matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
+        }
+        SessionError::Host { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// What this request's receipt says was verified.
+fn receipt(
+    request: &FeatureRequest,
+    verified: &Verified,
+    view: Option<&ReleaseView>,
+    token: &SpendableToken,
+    relay: &str,
+    retried: bool,
+) -> Receipt {
+    let attestation = &verified.attestation;
+    let entry = view.and_then(|view| {
+        let entry = view.releases.iter().find(|r| r.record.manifest_digest == attestation.manifest_digest)?;
+        Some((view, entry))
+    });
+    let components = entry
+        .and_then(|(_, entry)| serde_json::from_value::<ReleasePolicy>(entry.record.manifest.clone()).ok())
+        .map(|policy| policy.features.values().map(|f| (f.component.clone(), f.sha256)).collect())
+        .unwrap_or_default();
+    Receipt {
+        number: 0,
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        feature: request.input.feature().into(),
+        tee: match attestation.tee {
+            TeeKind::SevSnp => "AMD SEV-SNP".into(),
+            TeeKind::Simulated => "simulated".into(),
+        },
+        simulated: attestation.simulated,
+        launch_measurement: hex::encode(attestation.launch_measurement),
+        manifest_digest: attestation.manifest_digest,
+        components,
+        ledger: entry.map(|(view, entry)| LedgerEvidence {
+            origin: view.checkpoint.origin.clone(),
+            entry: entry.index,
+            source_revision: entry.record.source_revision.clone(),
+            checkpoint_size: view.checkpoint.size,
+            checkpoint_root: hex::encode(view.checkpoint.root.0),
+            witnesses: view.checkpoint.witnesses.clone(),
+        }),
+        token_key_id: token.key_id.clone(),
+        relay: relay.into(),
+        retried,
+    }
 }
 
 /// The releases proven in the ledger, with what was checked on stderr.

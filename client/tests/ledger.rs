@@ -170,3 +170,86 @@ async fn mirrors_that_disagree_or_a_ledger_that_is_down_fail_closed() {
     let error = LedgerClient::new(settings, &device_dir("down")).unwrap().current().await.unwrap_err();
     assert!(matches!(error, LedgerClientError::Unreachable { .. }), "{error}");
 }
+
+/// A device config whose `[ledger]` table trusts `ledger` (the rest is never contacted).
+fn audit_config(ledger: &TestLedger, dir: &std::path::Path) -> std::path::PathBuf {
+    let settings = ledger.settings(2);
+    let quoted: Vec<String> = settings.witness_vkeys.iter().map(|key| format!("\"{key}\"")).collect();
+    let toml = format!(
+        "relay_url = \"http://127.0.0.1:9/\"\nkey_urls = []\n\n[tokens]\nissuer_url = \"http://127.0.0.1:9\"\n\
+         directory_urls = []\naccount_credential = \"unused\"\nissuer_name = \"i\"\norigin_name = \"o\"\n\n\
+         [ledger]\nledger_url = \"{}\"\ncheckpoint_urls = [\"{}\"]\norigin = \"{}\"\nlog_vkey = \"{}\"\n\
+         witness_vkeys = [{}]\nquorum = 2\n",
+        settings.ledger_url,
+        settings.checkpoint_urls[0],
+        settings.origin,
+        settings.log_vkey,
+        quoted.join(", ")
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("auditor.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+async fn run_audit(
+    config: std::path::PathBuf,
+    state: std::path::PathBuf,
+    components: std::path::PathBuf,
+) -> (Option<i32>, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pp"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["audit", "--components"])
+            .arg(&components)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_reproduces_this_release_and_names_a_component_that_differs() {
+    let repo = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let ledger = start_ledger(2, None).await;
+    let policy = pp_vocab::policy::ReleasePolicy::load(&repo.join("policies/release.toml")).unwrap();
+    let record = pp_vocab::ledger::ReleaseRecord {
+        launch_measurement: hex::encode([5; 48]),
+        manifest_digest: policy.manifest_digest(),
+        manifest: serde_json::from_slice(&policy.manifest()).unwrap(),
+        source_revision: "this tree".into(),
+    };
+    ledger.ledger.append(&record).await.unwrap();
+    let dir = device_dir("audit");
+    let config = audit_config(&ledger, &dir);
+    let built = repo.join("target/components");
+    assert!(built.join("rewrite.wasm").exists(), "run scripts/build-components first");
+
+    let (code, report) = run_audit(config.clone(), dir.join("state"), built.clone()).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("RESULT: this source tree reproduces"), "{report}");
+    assert!(report.contains("feature rewrite") && report.contains("feature summarize"), "{report}");
+
+    // A component that differs by one byte from the recorded one.
+    let tampered = dir.join("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    for name in ["summarize.wasm", "rewrite.wasm"] {
+        std::fs::copy(built.join(name), tampered.join(name)).unwrap();
+    }
+    let mut bytes = std::fs::read(tampered.join("rewrite.wasm")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(tampered.join("rewrite.wasm"), bytes).unwrap();
+    let (code, report) = run_audit(config, dir.join("state"), tampered).await;
+    assert_eq!(code, Some(2), "{report}");
+    assert!(report.lines().any(|line| line.contains("[FAIL] feature rewrite")), "{report}");
+    assert!(report.contains("NOT REPRODUCED"), "{report}");
+}

@@ -100,10 +100,22 @@ async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
     for (party, bytes) in [("relay", &stack.relay_received), ("gateway", &stack.gateway_received)] {
         assert!(!contains(&bytes.lock().unwrap(), b"canary-2f7c0b5e91d3"), "the {party} saw plaintext");
     }
-    for line in
-        host.log.lines().iter().chain(stack.gateway_log.lines().iter()).chain(stack.relay_log.lines().iter())
+    for line in host
+        .log
+        .lines()
+        .iter()
+        .chain(stack.gateway_log.lines().iter())
+        .chain(stack.relay_log.lines().iter())
+        .chain(stack.issuer.log.lines().iter())
     {
         assert!(!line.contains("canary"), "a log line carries plaintext: {line}");
+    }
+    // Nor any file of any party: key directory, issuer (keys, accounts, quota), gateway (spent tokens).
+    let files = files_under(&stack.base, &stack.device_dir);
+    let paths: Vec<_> = files.iter().map(|(path, _)| path.clone()).collect();
+    assert!(files.len() >= 5, "the parties' state is where the test looks: {paths:?}");
+    for (path, bytes) in files {
+        assert!(!contains(&bytes, b"canary-2f7c0b5e91d3"), "{} holds plaintext", path.display());
     }
 }
 

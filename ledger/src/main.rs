@@ -30,6 +30,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Record a release: its manifest (the release policy), launch measurement and source revision.
+    Release {
+        /// The ledger's base URL.
+        #[arg(long)]
+        ledger: String,
+        #[arg(long, default_value = "policies/release.toml")]
+        policy: PathBuf,
+        /// Hex, 48 bytes (`pp-host reference-values` prints it).
+        #[arg(long)]
+        launch_measurement: String,
+        /// The git commit the release was built from.
+        #[arg(long)]
+        source_revision: String,
+        #[arg(long, env = "PP_LEDGER_APPEND_TOKEN")]
+        append_token: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +73,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vkey { config } => {
             let config: LedgerConfig = pp_vocab::config::load(&config)?;
             println!("{}", LedgerKey::load(&config.key_file)?.vkey);
+            Ok(())
+        }
+        Command::Release { ledger, policy, launch_measurement, source_revision, append_token } => {
+            let policy = pp_vocab::policy::ReleasePolicy::load(&policy)?;
+            let record = pp_vocab::ledger::ReleaseRecord {
+                launch_measurement,
+                manifest_digest: policy.manifest_digest(),
+                manifest: serde_json::from_slice(&policy.manifest())?,
+                source_revision,
+            };
+            record.launch_measurement()?;
+            let mut request =
+                reqwest::Client::new().post(format!("{}/add", ledger.trim_end_matches('/'))).json(&record);
+            if let Some(token) = append_token {
+                request = request.bearer_auth(token);
+            }
+            let answer = request.send().await.with_context(|| format!("reaching the ledger at {ledger}"))?;
+            let status = answer.status();
+            let text = answer.text().await?;
+            anyhow::ensure!(
+                status.is_success(),
+                "the ledger refused the release ({status}): {}",
+                text.trim()
+            );
+            let added: serde_json::Value = serde_json::from_str(&text)?;
+            eprintln!(
+                "pp-ledger: release {} (manifest {}) recorded as entry {} of {}",
+                record.source_revision, record.manifest_digest, added["index"], added["size"]
+            );
+            println!("{}", added["index"]);
             Ok(())
         }
         Command::Serve { config } => {

@@ -63,12 +63,10 @@ impl LogStore {
         let mut reader = BufReader::with_capacity(1 << 20, &mut file);
         reader.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
         let mut offset = 0u64;
-        loop {
-            let Some(record) = read_frame(&mut reader, offset, length, store.size)? else { break };
-            let frame_length = record.len() as u64 + 4 + 32;
+        while let Some(record) = read_frame(&mut reader, offset, length, store.size)? {
             store.add_hashes(&record)?;
             store.frames.push((offset, record.len() as u32));
-            offset += frame_length;
+            offset += record.len() as u64 + 4 + 32;
         }
         drop(reader);
         if offset < length {

@@ -185,6 +185,8 @@ pub struct Stack {
     pub spent_store: PathBuf,
     /// The device's state directory (its token wallet).
     pub device_dir: PathBuf,
+    /// Every party's files live under here (the device's in `device_dir`).
+    pub base: PathBuf,
 }
 
 pub fn relay_config(gateway_url: String) -> RelayConfig {
@@ -279,6 +281,7 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
         issuer,
         spent_store,
         device_dir: base.join("device"),
+        base,
     }
 }
 
@@ -341,6 +344,24 @@ impl Stack {
         pp_gateway::publish(&keys, &self.keydir).unwrap();
         self.gateway.set_keys(keys);
     }
+}
+
+/// Every file under `dir` except those under `except`, with its bytes.
+pub fn files_under(dir: &std::path::Path, except: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.starts_with(except) {
+            continue;
+        }
+        if path.is_dir() {
+            found.extend(files_under(&path, except));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -22,6 +22,9 @@ struct Args {
     /// Write the new digests into policies/release.toml.
     #[arg(long)]
     update_policy: bool,
+    /// Fail unless every released component has the digest policies/release.toml records.
+    #[arg(long, conflicts_with = "update_policy")]
+    check_policy: bool,
     /// Where the components go (default: target/components in the checkout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -47,6 +50,10 @@ fn main() -> Result<()> {
     if args.update_policy {
         update_policy(&root.join(POLICY), &digests)?;
         println!("updated {POLICY}");
+    }
+    if args.check_policy {
+        check_policy(&root.join(POLICY), &digests)?;
+        eprintln!("every released component has the digest {POLICY} records");
     }
     Ok(())
 }
@@ -82,6 +89,24 @@ fn componentize(module: &Path) -> Result<Vec<u8>> {
         .module(&bytes)
         .and_then(|encoder| encoder.validate(true).encode())
         .with_context(|| format!("making a component of {}", module.display()))
+}
+
+/// Fails, naming the component, when a released component's digest differs from the policy's.
+fn check_policy(policy: &Path, digests: &[(&str, String)]) -> Result<()> {
+    let policy = pp_vocab::policy::ReleasePolicy::load(policy)?;
+    for (name, feature) in &policy.features {
+        let built = digests.iter().find(|(built, _)| format!("{built}.wasm") == feature.component);
+        match built {
+            Some((_, digest)) if *digest == feature.sha256.to_string() => {}
+            Some((_, digest)) => bail!(
+                "feature {name}: {} built from this source is {digest}; the policy records {}",
+                feature.component,
+                feature.sha256
+            ),
+            None => bail!("feature {name}: this tool does not build {}", feature.component),
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites the `sha256` of each `[features.NAME]` to its component's new digest, keeping the rest of

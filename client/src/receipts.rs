@@ -1,0 +1,246 @@
+//! Privacy receipts: for every request, what the device verified before it sent anything — the
+//! TEE and its launch measurement, the release manifest and its ledger entry under a cosigned
+//! checkpoint, the token key. Kept on the device only (`receipts/` in its state directory),
+//! never the content of the request.
+
+use pp_vocab::Sha256;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Receipt {
+    pub number: u64,
+    /// Unix seconds.
+    pub time: u64,
+    pub feature: String,
+    /// "AMD SEV-SNP" or "simulated".
+    pub tee: String,
+    pub simulated: bool,
+    pub launch_measurement: String,
+    pub manifest_digest: Sha256,
+    /// The components the manifest names, with their digests.
+    pub components: Vec<(String, Sha256)>,
+    pub ledger: Option<LedgerEvidence>,
+    /// The issuer key the spent token was signed under (the token itself is not kept).
+    pub token_key_id: String,
+    pub relay: String,
+    /// True when a first attempt failed and the request went to a fresh session.
+    pub retried: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LedgerEvidence {
+    pub origin: String,
+    pub entry: u64,
+    pub source_revision: String,
+    pub checkpoint_size: u64,
+    pub checkpoint_root: String,
+    pub witnesses: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("cannot read or write the receipts in {dir}: {why}")]
+    Io { dir: String, why: String },
+    #[error("no receipt number {0} on this device (`pp receipts` lists them)")]
+    NotFound(u64),
+}
+
+/// The receipts in a device's state directory.
+pub struct Receipts {
+    dir: PathBuf,
+}
+
+impl Receipts {
+    pub fn new(state_dir: &Path) -> Self {
+        Receipts { dir: state_dir.join("receipts") }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> ReceiptError {
+        ReceiptError::Io { dir: self.dir.display().to_string(), why: e.to_string() }
+    }
+
+    /// Stores `receipt` under the next number and returns it.
+    pub fn save(&self, mut receipt: Receipt) -> Result<Receipt, ReceiptError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.error(e))?;
+        receipt.number = self.list()?.last().map_or(1, |last| last.number + 1);
+        let path = self.dir.join(format!("{:06}.json", receipt.number));
+        let text = serde_json::to_vec_pretty(&receipt).expect("a receipt serializes");
+        std::fs::write(path, text).map_err(|e| self.error(e))?;
+        Ok(receipt)
+    }
+
+    /// Every receipt, oldest first.
+    pub fn list(&self) -> Result<Vec<Receipt>, ReceiptError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut receipts = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| self.error(e))?.path();
+            if path.extension().is_some_and(|ext| ext == "json") {
+                let bytes = std::fs::read(&path).map_err(|e| self.error(e))?;
+                receipts.push(
+                    serde_json::from_slice::<Receipt>(&bytes)
+                        .map_err(|e| self.error(format!("{}: {e}", path.display())))?,
+                );
+            }
+        }
+        receipts.sort_by_key(|receipt| receipt.number);
+        Ok(receipts)
+    }
+
+    pub fn get(&self, number: u64) -> Result<Receipt, ReceiptError> {
+        self.list()?
+            .into_iter()
+            .find(|receipt| receipt.number == number)
+            .ok_or(ReceiptError::NotFound(number))
+    }
+}
+
+impl Receipt {
+    /// One line for `pp receipts`.
+    pub fn summary(&self) -> String {
+        let ledger = match &self.ledger {
+            Some(ledger) => format!("ledger entry {}", ledger.entry),
+            None => "no ledger".into(),
+        };
+        format!(
+            "#{} {} {} on {} ({}, manifest {}…)",
+            self.number,
+            format_time(self.time),
+            self.feature,
+            self.tee,
+            ledger,
+            &self.manifest_digest.to_string()[..12]
+        )
+    }
+
+    /// The receipt in plain words, for `pp receipts show N`.
+    pub fn explain(&self) -> String {
+        let mut text =
+            format!("Receipt #{} — {} request, {}\n\n", self.number, self.feature, format_time(self.time));
+        text += "Before anything was sent, this device checked:\n";
+        if self.simulated {
+            text += "  • the host's evidence came from a SIMULATED TEE: it proves which software ran, but no\n    hardware protected it (development only; a real device refuses this)\n";
+        } else {
+            text += &format!(
+                "  • the host runs in a confidential VM ({}) whose hardware signed its evidence\n",
+                self.tee
+            );
+        }
+        text += &format!(
+            "  • the VM was launched from the image measured as {}…\n",
+            &self.launch_measurement[..32]
+        );
+        text +=
+            &format!("  • it runs the release whose manifest digest is {}, with:\n", self.manifest_digest);
+        for (component, digest) in &self.components {
+            text += &format!("      {component}  {digest}\n");
+        }
+        match &self.ledger {
+            Some(ledger) => {
+                text += &format!(
+                    "  • that release is entry {} of the public ledger {} (built from source {}),\n    proven included in its tree of {} entries (root {}…),\n    cosigned by {} independent witness(es): {}\n",
+                    ledger.entry,
+                    ledger.origin,
+                    ledger.source_revision,
+                    ledger.checkpoint_size,
+                    &ledger.checkpoint_root[..16],
+                    ledger.witnesses.len(),
+                    ledger.witnesses.join(", ")
+                );
+            }
+            None => {
+                text +=
+                    "  • NO transparency ledger was checked: the release was pinned in the device's config\n"
+            }
+        }
+        text +=
+            "  • the session's TLS key was bound to that evidence and to a fresh nonce from this device\n";
+        text += &format!(
+            "\nThe request went through the relay {} (which saw this device's address, not the content)\nto the gateway (which saw the content's size, not this device's address), with one anonymous\ntoken under issuer key {}… (the issuer cannot link it to this account).\n",
+            self.relay,
+            &self.token_key_id[..16.min(self.token_key_id.len())]
+        );
+        if self.retried {
+            text +=
+                "The first attempt failed; the device retried once in a fresh session with a fresh token.\n";
+        }
+        text += "Nothing of the request's content is kept in this receipt.\n";
+        text
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no time-zone database needed).
+fn format_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            number: 0,
+            time: 1_764_000_000,
+            feature: "summarize".into(),
+            tee: "simulated".into(),
+            simulated: true,
+            launch_measurement: "ab".repeat(48),
+            manifest_digest: Sha256::of(b"manifest"),
+            components: vec![("summarize.wasm".into(), Sha256::of(b"component"))],
+            ledger: Some(LedgerEvidence {
+                origin: "ledger.test/releases".into(),
+                entry: 3,
+                source_revision: "abc".into(),
+                checkpoint_size: 4,
+                checkpoint_root: "cd".repeat(32),
+                witnesses: vec!["w1".into(), "w2".into()],
+            }),
+            token_key_id: "ef".repeat(32),
+            relay: "http://relay".into(),
+            retried: false,
+        }
+    }
+
+    #[test]
+    fn receipts_are_numbered_kept_and_explained() {
+        let dir = std::env::temp_dir().join(format!("pp-receipts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let receipts = Receipts::new(&dir);
+        assert!(receipts.list().unwrap().is_empty());
+        assert_eq!(receipts.save(receipt()).unwrap().number, 1);
+        assert_eq!(receipts.save(receipt()).unwrap().number, 2);
+        assert_eq!(receipts.list().unwrap().len(), 2);
+        let explained = receipts.get(2).unwrap().explain();
+        assert!(
+            explained.contains("SIMULATED") && explained.contains("entry 3 of the public ledger"),
+            "{explained}"
+        );
+        assert!(matches!(receipts.get(9), Err(ReceiptError::NotFound(9))));
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(1_764_000_000), "2025-11-24 16:00:00 UTC");
+    }
+}
