@@ -45,6 +45,10 @@ pub struct LedgerConfig {
     pub data_dir: PathBuf,
     /// The cosigned checkpoint is written here as `checkpoint`, for the key directory.
     pub publish_dir: Option<PathBuf>,
+    /// When set, the log is also written here as static C2SP tlog-tiles (`checkpoint`,
+    /// `tile/…`), for any file server or CDN.
+    #[serde(default)]
+    pub tiles_dir: Option<PathBuf>,
     /// Base URLs of the witnesses asked to cosign.
     #[serde(default)]
     pub witnesses: Vec<String>,
@@ -93,6 +97,10 @@ impl Ledger {
             move || LogStore::open(&dir)
         })
         .await??;
+        if let Some(dir) = &config.tiles_dir {
+            // Every tile again: cheap, and it repairs a crash between an append and its tiles.
+            store.write_tiles(dir, 0)?;
+        }
         let witnesses = config.witnesses.len();
         let ledger = Arc::new(Ledger {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
@@ -131,6 +139,9 @@ impl Ledger {
         let mut store = self.store.lock().await;
         let index = store.append(&[leaf])?;
         let size = store.size();
+        if let Some(dir) = &self.config.tiles_dir {
+            store.write_tiles(dir, index)?;
+        }
         drop(store);
         if let Err(e) = self.publish_checkpoint().await {
             eprintln!("pp-ledger: record {index} is stored, but the checkpoint was not published: {e}");
@@ -158,7 +169,7 @@ impl Ledger {
         drop(store);
         let cosignatures = signatures.len() - 1;
         let published = Note::new(&body, &signatures)?.to_bytes();
-        if let Some(dir) = &self.config.publish_dir {
+        for dir in [&self.config.publish_dir, &self.config.tiles_dir].into_iter().flatten() {
             std::fs::create_dir_all(dir)?;
             let temporary = dir.join(".checkpoint.tmp");
             std::fs::write(&temporary, &published)?;

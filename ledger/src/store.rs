@@ -11,7 +11,10 @@ use pp_vocab::ledger::{record_hash, LedgerError, TreeHash, MAX_RECORD_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use tlog_tiles::{HashReader, RecordProof, TreeProof};
+use tlog_tiles::{HashReader, RecordProof, Tile, TreeProof};
+
+/// C2SP tlog-tiles: tiles are 2^8 hashes (or entries) wide.
+pub const TILE_HEIGHT: u8 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +158,29 @@ impl LogStore {
         Ok(record)
     }
 
+    /// Writes the C2SP tlog-tiles (hash tiles `tile/<L>/<N>[.p/<W>]` and entry bundles
+    /// `tile/entries/<N>[.p/<W>]`) that changed since the tree had `old_size` records, so any
+    /// static file server or CDN can serve the log.
+    pub fn write_tiles(&self, dir: &Path, old_size: u64) -> Result<(), StoreError> {
+        for tile in Tile::new_tiles(TILE_HEIGHT, old_size.min(self.size), self.size) {
+            let data = tile
+                .read_data(&Memory(&self.hashes))
+                .map_err(|e| StoreError::Damaged { index: self.size, why: e.to_string() })?;
+            write_file(&dir.join(tile_path(&tile, false)), &data)?;
+            if tile.level() == 0 {
+                let first = tile.level_index() << TILE_HEIGHT;
+                let mut bundle = Vec::new();
+                for index in first..first + u64::from(tile.width()) {
+                    let record = self.record(index)?;
+                    bundle.extend((record.len() as u16).to_be_bytes());
+                    bundle.extend(record);
+                }
+                write_file(&dir.join(tile_path(&tile, true)), &bundle)?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_size(&self, size: u64) -> Result<(), LedgerError> {
         if size > self.size {
             return Err(LedgerError::AbsurdSize(size));
@@ -192,6 +218,26 @@ fn read_frame(
         return Err(StoreError::Damaged { index, why: "the checksum does not match".into() });
     }
     Ok(Some(record))
+}
+
+/// The C2SP path of a tile: `tlog_tiles` names them as Go's sumdb does (`tile/8/<L>/…`,
+/// `tile/8/data/…`); tlog-tiles drops the height and calls the data `entries`.
+pub fn tile_path(tile: &Tile, entries: bool) -> String {
+    let path = tile.path();
+    let rest = path.strip_prefix(&format!("tile/{TILE_HEIGHT}/")).unwrap_or(&path);
+    if entries {
+        format!("tile/entries/{}", rest.split_once('/').map_or(rest, |(_, n)| n))
+    } else {
+        format!("tile/{rest}")
+    }
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, data).and_then(|_| std::fs::rename(&temporary, path)).map_err(|e| io(path, e))
 }
 
 fn io(path: impl AsRef<Path>, e: impl std::fmt::Display) -> StoreError {

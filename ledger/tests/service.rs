@@ -21,6 +21,7 @@ async fn start(token: Option<&str>) -> (String, std::sync::Arc<Ledger>) {
         publish_dir: None,
         witnesses: vec![],
         append_token: token.map(str::to_string),
+        tiles_dir: None,
     };
     let ledger = Ledger::open(config, EventLog::new(&["outcome"], Box::new(DiscardSink))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

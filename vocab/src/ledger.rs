@@ -18,8 +18,9 @@ use tlog_tiles::{Checkpoint, Hash};
 
 pub use tlog_tiles::{record_hash, Hash as TreeHash};
 
-/// The largest record the ledger takes (a release manifest is a few KiB).
-pub const MAX_RECORD_BYTES: usize = 256 * 1024;
+/// The largest record the ledger takes: what a C2SP tlog-tiles entry bundle can frame (a
+/// `u16` length). A release manifest is a few KiB.
+pub const MAX_RECORD_BYTES: usize = u16::MAX as usize;
 /// Larger trees than this are refused as absurd (2^40 records).
 pub const MAX_TREE_SIZE: u64 = 1 << 40;
 /// A proof in a tree of at most 2^40 leaves has at most this many hashes.

@@ -424,6 +424,7 @@ pub async fn start_ledger(witnesses: usize, key_file: Option<String>) -> TestLed
         publish_dir: Some(dir.join("published")),
         witnesses: urls,
         append_token: None,
+        tiles_dir: Some(dir.join("tiles")),
     };
     let log = EventLog::new(pp_ledger::LOG_FIELDS, Box::new(MemorySink::default()));
     let ledger = pp_ledger::Ledger::open(config, log).await.unwrap();
