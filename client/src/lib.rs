@@ -1,4 +1,5 @@
-//! The device side of Private Processing.
+//! The device side of Private Processing. [`device::Device`] is the one object an app needs
+//! (configure, opt in, summarize, rewrite, receipts); the modules below are its parts.
 //!
 //! - [`transport`]: fetch the gateway's keys (the same bytes from every key directory mirror, or
 //!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay;
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod device;
 pub mod ledger;
 pub mod receipts;
 pub mod session;

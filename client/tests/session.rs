@@ -6,57 +6,19 @@ mod common;
 
 use common::*;
 use pp_attestation::attester::{Attester, AttesterError, EvidenceSource};
-use pp_attestation::evidence::simulated_launch_measurement;
 use pp_attestation::simulated::SimulatedRoot;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
 use pp_attestation::{AttestationError, Evidence, ReferenceValues};
 use pp_client::session::{AttestedSession, SessionError};
-use pp_host::artifacts::ArtifactDir;
-use pp_host::inference::ScriptedInference;
-use pp_host::sandbox::Sandbox;
-use pp_host::session::{SessionLimits, Sessions};
-use pp_vocab::log::{EventLog, MemorySink};
-use pp_vocab::policy::ReleasePolicy;
+use pp_vocab::log::MemorySink;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options};
 use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-const REPLY: &str = "- the picnic is on Saturday";
-
-struct Host {
-    url: String,
-    log: Arc<MemorySink>,
-    measurement: [u8; 48],
-    manifest: Sha256,
-    root_public: pp_attestation::simulated::SimulatedRootPublic,
-}
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// A host with the release's components, scripted inference and the simulated TEE; `wrap` may
-/// replace its evidence source.
+/// A host of this test: its own simulated-TEE root.
 async fn host(wrap: impl FnOnce(Attester) -> Box<dyn EvidenceSource>) -> Host {
-    let policy = ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
-    let components =
-        ArtifactDir::open(&repo().join("target/components")).expect("run scripts/build-components");
-    let log = Arc::new(MemorySink::default());
-    let events = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(log.clone())));
-    let scripted = Arc::new(ScriptedInference::new(vec![REPLY.into()], 2048));
-    let sandbox = Arc::new(Sandbox::load(&policy, &components, scripted, events).unwrap());
-    let root = SimulatedRoot::generate();
-    let root_public = root.public();
-    let measurement = simulated_launch_measurement(b"the host binary of this test");
-    let attester = wrap(Attester::Simulated { root, launch_measurement: measurement });
-    let manifest = policy.manifest_digest();
-    let sessions = Arc::new(Sessions::new(sandbox, attester, manifest, SessionLimits::default()));
-    let listener = listener().await;
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(pp_host::serve::serve(sessions, listener));
-    Host { url, log, measurement, manifest, root_public }
+    attested_host(&SimulatedRoot::generate(), wrap).await
 }
 
 fn reference(host: &Host) -> ReferenceValues {
@@ -75,10 +37,6 @@ fn summarize(text: &str) -> FeatureRequest {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-fn requests_served(host: &Host) -> usize {
-    host.log.lines().iter().filter(|line| line.starts_with("event=request-finished")).count()
 }
 
 #[tokio::test]

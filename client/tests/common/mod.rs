@@ -447,6 +447,19 @@ impl TestLedger {
         }
     }
 
+    /// Records this tree's release policy as the release measured `measurement`.
+    pub async fn record_release(&self, measurement: [u8; 48]) -> u64 {
+        let policy = pp_vocab::policy::ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
+        let record = pp_vocab::ledger::ReleaseRecord {
+            launch_measurement: hex::encode(measurement),
+            manifest_digest: policy.manifest_digest(),
+            manifest: serde_json::from_slice(&policy.manifest()).unwrap(),
+            source_revision: "this tree".into(),
+        };
+        self.ledger.append(&record).await.unwrap().0
+    }
+
+    /// Records a release with a placeholder manifest.
     pub async fn record(&self, measurement: [u8; 48], manifest: pp_vocab::Sha256) -> u64 {
         let record = pp_vocab::ledger::ReleaseRecord {
             launch_measurement: hex::encode(measurement),
@@ -455,5 +468,72 @@ impl TestLedger {
             source_revision: "test".into(),
         };
         self.ledger.append(&record).await.unwrap().0
+    }
+}
+
+/// What the hosts' scripted model answers.
+pub const REPLY: &str = "- the picnic is on Saturday";
+
+/// A host on loopback with the release's components, scripted inference and a simulated TEE.
+pub struct Host {
+    pub url: String,
+    pub log: Arc<MemorySink>,
+    pub measurement: [u8; 48],
+    pub manifest: pp_vocab::Sha256,
+    pub root_public: pp_attestation::simulated::SimulatedRootPublic,
+}
+
+pub fn repo() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A host whose simulated TEE signs with `root`; `wrap` may replace its evidence source.
+pub async fn attested_host(
+    root: &pp_attestation::simulated::SimulatedRoot,
+    wrap: impl FnOnce(pp_attestation::attester::Attester) -> Box<dyn pp_attestation::attester::EvidenceSource>,
+) -> Host {
+    use pp_host::{artifacts::ArtifactDir, inference::ScriptedInference, sandbox::Sandbox, session::*};
+    let policy = pp_vocab::policy::ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
+    let components =
+        ArtifactDir::open(&repo().join("target/components")).expect("run scripts/build-components");
+    let log = Arc::new(MemorySink::default());
+    let events = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(log.clone())));
+    let scripted = Arc::new(ScriptedInference::new(vec![REPLY.into()], 2048));
+    let sandbox = Arc::new(Sandbox::load(&policy, &components, scripted, events).unwrap());
+    let root = pp_attestation::simulated::SimulatedRoot::from_secret(&root.secret()).unwrap();
+    let root_public = root.public();
+    let measurement = pp_attestation::evidence::simulated_launch_measurement(b"the host binary of this test");
+    let attester =
+        wrap(pp_attestation::attester::Attester::Simulated { root, launch_measurement: measurement });
+    let manifest = policy.manifest_digest();
+    let sessions = Arc::new(Sessions::new(sandbox, attester, manifest, SessionLimits::default()));
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(pp_host::serve::serve(sessions, listener));
+    Host { url, log, measurement, manifest, root_public }
+}
+
+pub fn requests_served(host: &Host) -> usize {
+    host.log.lines().iter().filter(|line| line.starts_with("event=request-finished")).count()
+}
+
+impl Stack {
+    /// A device config for this stack: its relay, key directory and issuer; releases from
+    /// `ledger`, or pinned to `host`'s when there is none.
+    pub fn device_config(
+        &self,
+        ledger: Option<pp_client::ledger::LedgerSettings>,
+        host: &Host,
+    ) -> pp_client::device::DeviceConfig {
+        let pinned = ledger.is_none();
+        pp_client::device::DeviceConfig {
+            relay_url: self.relay_url.clone(),
+            key_urls: vec![self.key_url.clone()],
+            ledger,
+            launch_measurements: if pinned { vec![hex::encode(host.measurement)] } else { vec![] },
+            manifest_digests: if pinned { vec![host.manifest] } else { vec![] },
+            accept_simulated_insecure_root: Some(hex::encode(&host.root_public.0)),
+            tokens: self.token_settings(),
+        }
     }
 }

@@ -1,0 +1,394 @@
+//! The device, as one object other programs use: configure it, let the user opt in, summarize a
+//! chat or rewrite a draft through the whole private path, and read the receipts.
+//!
+//! ```no_run
+//! use pp_client::device::{Device, DeviceConfig};
+//! use pp_vocab::request::{ChatMessage, Style};
+//!
+//! # async fn example() -> Result<(), pp_client::device::DeviceError> {
+//! let config = DeviceConfig::load("device.toml".as_ref())?;
+//! let mut device = Device::open(config, "state/device".as_ref())?.on_progress(|line| eprintln!("{line}"));
+//! device.opt_in()?;
+//! let chat = vec![ChatMessage { author: "Maya".into(), text: "Picnic on Saturday at 11?".into() }];
+//! let outcome = device.summarize(Some("picnic"), chat).await?;
+//! println!("{}", outcome.response.text);
+//! println!("{}", outcome.receipt.explain());
+//! let rewritten = device.rewrite("can u send the report tmrw", Style::Formal).await?;
+//! println!("{}", rewritten.response.text);
+//! # Ok(()) }
+//! ```
+//!
+//! Every request: the user's settings first (nothing leaves before opt-in, nor for a chat kept
+//! on the device), then the releases proven in the ledger, the gateway's keys, one anonymous
+//! token, and an attested session whose evidence is checked before the request is sent. A
+//! spent or retired token, or a host that fails mid-request, costs one retry in a fresh session
+//! with a fresh token; anything else fails with an error that names the phase.
+
+use crate::ledger::{LedgerClient, LedgerClientError, LedgerSettings, ReleaseView};
+use crate::receipts::{LedgerEvidence, Receipt, ReceiptError, Receipts};
+use crate::session::{AttestedSession, SessionError, Verified};
+use crate::settings::{Refusal as SettingsRefusal, Settings, SettingsError};
+use crate::tokens::{SpendableToken, TokenError, TokenSettings, TokenSupply};
+use crate::transport::{Transport, TransportConfig, TransportError};
+use pp_attestation::simulated::SimulatedRootPublic;
+use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::{ReferenceValues, TeeKind};
+use pp_vocab::config::ConfigError;
+use pp_vocab::policy::ReleasePolicy;
+use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, FeatureResponse, Options, Style};
+use pp_vocab::tokens::Refusal;
+use pp_vocab::Sha256;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `device.toml` (every key: `client/device.example.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub relay_url: String,
+    /// The key directory and its mirrors: all must serve the same keys.
+    pub key_urls: Vec<String>,
+    /// The transparency ledger: the releases this device accepts are the latest proven there.
+    #[serde(default)]
+    pub ledger: Option<LedgerSettings>,
+    /// Without a ledger: the releases this device accepts, pinned (development and tests).
+    #[serde(default)]
+    pub launch_measurements: Vec<String>,
+    #[serde(default)]
+    pub manifest_digests: Vec<Sha256>,
+    /// INSECURE, development only: accept simulated evidence signed by this root (hex).
+    #[serde(default)]
+    pub accept_simulated_insecure_root: Option<String>,
+    /// Privacy Pass: where this device's anonymous tokens come from.
+    pub tokens: TokenSettings,
+}
+
+impl DeviceConfig {
+    pub fn load(file: &Path) -> Result<Self, DeviceError> {
+        Ok(pp_vocab::config::load(file)?)
+    }
+}
+
+/// Why a request did not complete: each names the phase that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Refused(#[from] SettingsRefusal),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the device config: {0}")]
+    BadConfig(String),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerClientError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("tokens: {0}")]
+    Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Receipts(#[from] ReceiptError),
+}
+
+/// An answer and what was verified to get it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub response: FeatureResponse,
+    pub receipt: Receipt,
+}
+
+type Progress = Box<dyn Fn(&str) + Send + Sync>;
+
+pub struct Device {
+    config: DeviceConfig,
+    state_dir: PathBuf,
+    settings: Settings,
+    progress: Progress,
+}
+
+impl Device {
+    /// The device with its state (settings, tokens, ledger view, receipts) in `state_dir`.
+    pub fn open(config: DeviceConfig, state_dir: &Path) -> Result<Self, DeviceError> {
+        let settings = Settings::load(state_dir)?;
+        Ok(Device { config, state_dir: state_dir.to_path_buf(), settings, progress: Box::new(|_| {}) })
+    }
+
+    /// Called with one line per phase as it happens (the `pp` command prints them).
+    pub fn on_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.progress = Box::new(progress);
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Turns cloud AI features on (they are off until the user does this).
+    pub fn opt_in(&mut self) -> Result<(), DeviceError> {
+        self.change_settings(|settings| settings.opted_in = true)
+    }
+
+    pub fn opt_out(&mut self) -> Result<(), DeviceError> {
+        self.change_settings(|settings| settings.opted_in = false)
+    }
+
+    /// No AI feature may see `chat` (advanced chat privacy).
+    pub fn keep_on_device(&mut self, chat: &str) -> Result<(), DeviceError> {
+        self.change_settings(|settings| _ = settings.keep_on_device.insert(chat.into()))
+    }
+
+    pub fn allow(&mut self, chat: &str) -> Result<(), DeviceError> {
+        self.change_settings(|settings| _ = settings.keep_on_device.remove(chat))
+    }
+
+    fn change_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<(), DeviceError> {
+        change(&mut self.settings);
+        Ok(self.settings.save(&self.state_dir)?)
+    }
+
+    pub fn receipts(&self) -> Receipts {
+        Receipts::new(&self.state_dir)
+    }
+
+    /// Summarizes a chat (`chat_name` is what `keep_on_device` refers to).
+    pub async fn summarize(
+        &self,
+        chat_name: Option<&str>,
+        messages: Vec<ChatMessage>,
+    ) -> Result<Outcome, DeviceError> {
+        let request =
+            FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() };
+        self.request(&request, chat_name).await
+    }
+
+    pub async fn rewrite(&self, draft: &str, style: Style) -> Result<Outcome, DeviceError> {
+        let input = FeatureInput::Rewrite { draft: draft.trim().into(), style };
+        self.request(&FeatureRequest { input, options: Options::default() }, None).await
+    }
+
+    /// Any feature request, through the whole private path.
+    pub async fn request(
+        &self,
+        request: &FeatureRequest,
+        chat: Option<&str>,
+    ) -> Result<Outcome, DeviceError> {
+        // Before any network call: the user's choices.
+        self.settings.check(chat)?;
+        let mut reference = self.pinned_reference_values()?;
+        let view = match &self.config.ledger {
+            Some(ledger) => {
+                let view = self.releases_from_ledger(ledger).await?;
+                reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
+                reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+                Some(view)
+            }
+            None => {
+                self.say(
+                    "WARNING: no transparency ledger configured; trusting the releases pinned in the config",
+                );
+                None
+            }
+        };
+        let transport = Transport::new(TransportConfig {
+            relay_url: self.config.relay_url.clone(),
+            key_urls: self.config.key_urls.clone(),
+            local_address: None,
+            timeout: Duration::from_secs(300),
+        });
+        self.say(&format!(
+            "fetching the gateway's keys from {} key directory mirror(s)…",
+            self.config.key_urls.len()
+        ));
+        transport.fetch_keys().await?;
+        self.say("keys agree");
+        let now = unix_now();
+        let supply = TokenSupply::new(self.config.tokens.clone(), &self.state_dir);
+        let session = AttestedSession::new(&transport, &reference);
+        let mut token = self.take_token(&supply, now).await?;
+        self.say(&format!("opening an attested session through the relay {}…", self.config.relay_url));
+        let mut retried = false;
+        let (response, verified) = match session.request(request, &token, now as i64).await {
+            Err(error) if worth_one_retry(&error) => {
+                self.say(&format!("{error}; retrying once in a fresh session with a fresh token"));
+                if let SessionError::TokenRefused(Refusal::UnknownKey | Refusal::ExpiredKey) = error {
+                    supply.discard_key(&token.key_id)?;
+                }
+                token = self.take_token(&supply, now).await?;
+                retried = true;
+                session.request(request, &token, now as i64).await?
+            }
+            other => other?,
+        };
+        self.report_attestation(&verified, view.as_ref());
+        self.say(&format!(
+            "answer received ({} prompt + {} generated tokens)",
+            response.prompt_tokens, response.completion_tokens
+        ));
+        let receipt = receipt(request, &verified, view.as_ref(), &token, &self.config.relay_url, retried);
+        let receipt = self.receipts().save(receipt)?;
+        self.say(&format!(
+            "privacy receipt #{} kept on this device (`pp receipts show {}`)",
+            receipt.number, receipt.number
+        ));
+        Ok(Outcome { response, receipt })
+    }
+
+    fn say(&self, line: &str) {
+        (self.progress)(line);
+    }
+
+    fn report_attestation(&self, verified: &Verified, view: Option<&ReleaseView>) {
+        let attestation = &verified.attestation;
+        let tee = match attestation.tee {
+            TeeKind::SevSnp => "AMD SEV-SNP",
+            TeeKind::Simulated => "SIMULATED (no hardware protection)",
+        };
+        self.say(&format!("attestation passed before sending: TEE {tee}"));
+        self.say(&format!("  launch measurement {}", hex::encode(attestation.launch_measurement)));
+        self.say(&format!("  release manifest   {}", attestation.manifest_digest));
+        if let Some((view, entry)) = ledger_entry(view, attestation.manifest_digest) {
+            self.say(&format!(
+                "  = ledger entry {} (source {}), under checkpoint size {}",
+                entry.index, entry.record.source_revision, view.checkpoint.size
+            ));
+        }
+    }
+
+    /// The releases proven in the ledger.
+    async fn releases_from_ledger(&self, settings: &LedgerSettings) -> Result<ReleaseView, DeviceError> {
+        self.say(&format!(
+            "checking the transparency ledger {} (checkpoint from {} mirror(s))…",
+            settings.origin,
+            settings.checkpoint_urls.len()
+        ));
+        let view = LedgerClient::new(settings.clone(), &self.state_dir)?.current().await?;
+        let checkpoint = &view.checkpoint;
+        self.say(&format!(
+            "  checkpoint size {} signed by the log, cosigned by {} of {} required witnesses ({}), consistent with the last one seen",
+            checkpoint.size,
+            checkpoint.witnesses.len(),
+            settings.quorum,
+            checkpoint.witnesses.join(", ")
+        ));
+        let indexes: Vec<String> = view.releases.iter().map(|r| r.index.to_string()).collect();
+        self.say(&format!(
+            "  releases {} proven included; only these may serve this device",
+            indexes.join(", ")
+        ));
+        Ok(view)
+    }
+
+    /// One token from the wallet, asking the issuer for a batch when it runs low.
+    async fn take_token(&self, supply: &TokenSupply, now: u64) -> Result<SpendableToken, DeviceError> {
+        let held = supply.count()?;
+        if held < self.config.tokens.refill_below.max(1) {
+            self.say(&format!(
+                "{held} anonymous token(s) left; asking the issuer for a batch (blinded: it cannot recognize them later)…"
+            ));
+        }
+        let token = supply.take(now).await?;
+        self.say(&format!("spending one anonymous token ({} left on this device)", supply.count()?));
+        Ok(token)
+    }
+
+    /// The platform policy, the simulated-TEE opt-in and any releases pinned in the config.
+    fn pinned_reference_values(&self) -> Result<ReferenceValues, DeviceError> {
+        let launch_measurements =
+            self.config
+                .launch_measurements
+                .iter()
+                .map(|m| {
+                    hex::decode(m).ok().and_then(|b| <[u8; 48]>::try_from(b).ok()).ok_or_else(|| {
+                        DeviceError::BadConfig("a launch measurement is 48 bytes of hex".into())
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+        let accept_simulated_insecure = match &self.config.accept_simulated_insecure_root {
+            Some(root) => {
+                self.say("WARNING: this device accepts SIMULATED evidence (insecure, development only)");
+                let root = hex::decode(root)
+                    .map_err(|_| DeviceError::BadConfig("the simulated root is not hex".into()))?;
+                Some(SimulatedRootPublic(root))
+            }
+            None => None,
+        };
+        Ok(ReferenceValues {
+            launch_measurements,
+            manifest_digests: self.config.manifest_digests.clone(),
+            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+            accept_simulated_insecure,
+        })
+    }
+}
+
+/// A failure that a fresh session may not meet: the token was refused as spent or under a
+/// retired key, or the host went away mid-request (the gateway routes the new session to another).
+fn worth_one_retry(error: &SessionError) -> bool {
+    match error {
+        SessionError::TokenRefused(refusal) => {
+            matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
+        }
+        SessionError::Host { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+fn ledger_entry(
+    view: Option<&ReleaseView>,
+    manifest: Sha256,
+) -> Option<(&ReleaseView, &crate::ledger::VerifiedRelease)> {
+    let view = view?;
+    Some((view, view.releases.iter().find(|r| r.record.manifest_digest == manifest)?))
+}
+
+/// What this request's receipt says was verified.
+fn receipt(
+    request: &FeatureRequest,
+    verified: &Verified,
+    view: Option<&ReleaseView>,
+    token: &SpendableToken,
+    relay: &str,
+    retried: bool,
+) -> Receipt {
+    let attestation = &verified.attestation;
+    let entry = ledger_entry(view, attestation.manifest_digest);
+    let components = entry
+        .and_then(|(_, entry)| serde_json::from_value::<ReleasePolicy>(entry.record.manifest.clone()).ok())
+        .map(|policy| policy.features.values().map(|f| (f.component.clone(), f.sha256)).collect())
+        .unwrap_or_default();
+    Receipt {
+        number: 0,
+        time: unix_now(),
+        feature: request.input.feature().into(),
+        tee: match attestation.tee {
+            TeeKind::SevSnp => "AMD SEV-SNP".into(),
+            TeeKind::Simulated => "simulated".into(),
+        },
+        simulated: attestation.simulated,
+        launch_measurement: hex::encode(attestation.launch_measurement),
+        manifest_digest: attestation.manifest_digest,
+        components,
+        ledger: entry.map(|(view, entry)| LedgerEvidence {
+            origin: view.checkpoint.origin.clone(),
+            entry: entry.index,
+            source_revision: entry.record.source_revision.clone(),
+            checkpoint_size: view.checkpoint.size,
+            checkpoint_root: hex::encode(view.checkpoint.root.0),
+            witnesses: view.checkpoint.witnesses.clone(),
+        }),
+        token_key_id: token.key_id.clone(),
+        relay: relay.into(),
+        retried,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

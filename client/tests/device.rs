@@ -1,0 +1,155 @@
+//! The device library end to end over real servers on loopback (relay, gateway, key directory,
+//! issuer, ledger with witnesses, hosts): a host that dies mid-request costs one retry on
+//! another host; the user's settings stop a request before anything leaves; a ledger or key
+//! directory that cannot be reached fails the request closed.
+
+mod common;
+
+use common::*;
+use pp_attestation::simulated::SimulatedRoot;
+use pp_client::device::{Device, DeviceError};
+use pp_client::ledger::LedgerClientError;
+use pp_client::settings::Refusal;
+use pp_client::transport::TransportError;
+use pp_vocab::request::{ChatMessage, Style};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn chat(text: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage { author: "Maya".into(), text: text.into() }]
+}
+
+/// Forwards to `target` until a request for `/session/records` passes: then it drops every
+/// connection and stops listening, as a host killed mid-request would.
+async fn dying_proxy(target: SocketAddr) -> (String, Arc<AtomicBool>) {
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let killed = Arc::new(AtomicBool::new(false));
+    let dead = killed.clone();
+    tokio::spawn(async move {
+        let (kill, _) = tokio::sync::broadcast::channel::<()>(1);
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { break };
+            if dead.load(Ordering::SeqCst) {
+                // Dead: this connection and the listener go.
+                break;
+            }
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+            let (kill, mut killed_here, dead) = (kill.clone(), kill.subscribe(), dead.clone());
+            tokio::spawn(async move {
+                let (mut in_read, mut in_write) = inbound.split();
+                let (mut out_read, mut out_write) = outbound.split();
+                let upstream = async {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    while let Ok(n) = in_read.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if buffer[..n].windows(16).any(|w| w == b"/session/records") {
+                            dead.store(true, Ordering::SeqCst);
+                            let _ = kill.send(());
+                            return;
+                        }
+                        if out_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let downstream = tokio::io::copy(&mut out_read, &mut in_write);
+                tokio::select! {
+                    _ = upstream => {}
+                    _ = downstream => {}
+                    _ = killed_here.recv() => {}
+                }
+            });
+        }
+        // Dropping the listener: nothing listens on this port any more.
+    });
+    (url, killed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_mid_request_costs_one_retry_on_another_host() {
+    let root = SimulatedRoot::generate();
+    let doomed = attested_host(&root, |a| Box::new(a)).await;
+    let healthy = attested_host(&root, |a| Box::new(a)).await;
+    let (doomed_url, killed) = dying_proxy(doomed.url.trim_start_matches("http://").parse().unwrap()).await;
+    // The gateway's first pick is its first host: the doomed one.
+    let stack = start_with_hosts(vec![doomed_url, healthy.url.clone()], |_| {}).await;
+    let ledger = start_ledger(2, None).await;
+    ledger.record_release(healthy.measurement).await;
+    let mut device =
+        Device::open(stack.device_config(Some(ledger.settings(2)), &healthy), &stack.device_dir).unwrap();
+    device.opt_in().unwrap();
+
+    let outcome = device.summarize(Some("picnic"), chat("picnic on Saturday")).await.unwrap();
+    assert!(killed.load(Ordering::SeqCst), "the first host died mid-request");
+    assert_eq!(outcome.response.text, REPLY);
+    assert!(outcome.receipt.retried, "the receipt says the device retried");
+    assert_eq!(requests_served(&doomed), 0);
+    assert_eq!(requests_served(&healthy), 1);
+    let spent = stack.gateway_log.lines().iter().filter(|l| l.contains("outcome=forwarded")).count();
+    assert!(spent >= 3, "two session openings and the answered request crossed the gateway");
+
+    // The receipt names what was verified.
+    let receipt = device.receipts().get(outcome.receipt.number).unwrap();
+    let ledger_evidence = receipt.ledger.as_ref().expect("a ledger entry");
+    assert_eq!((ledger_evidence.entry, ledger_evidence.witnesses.len()), (0, 2));
+    assert!(receipt.simulated && receipt.explain().contains("SIMULATED"));
+    assert_eq!(receipt.components.len(), 2, "summarize and rewrite");
+}
+
+#[tokio::test]
+async fn nothing_leaves_before_opt_in_or_for_a_chat_kept_on_the_device() {
+    let root = SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let mut device = Device::open(stack.device_config(None, &host), &stack.device_dir).unwrap();
+    let error = device.summarize(Some("family"), chat("secret")).await.unwrap_err();
+    assert!(matches!(error, DeviceError::Refused(Refusal::NotOptedIn)), "{error}");
+    device.opt_in().unwrap();
+    device.keep_on_device("family").unwrap();
+    let error = device.summarize(Some("family"), chat("secret")).await.unwrap_err();
+    assert!(
+        matches!(error, DeviceError::Refused(Refusal::KeptOnDevice(ref chat)) if chat == "family"),
+        "{error}"
+    );
+    assert!(stack.relay_received.lock().unwrap().is_empty(), "the relay saw no request at all");
+    assert!(stack.issuer.log.lines().is_empty(), "no token was even asked for");
+
+    // Another chat, and drafts, still go.
+    device.summarize(Some("picnic"), chat("Saturday")).await.unwrap();
+    device.rewrite("can u come", Style::Formal).await.unwrap();
+    assert_eq!(device.receipts().list().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_ledger_or_key_directory_fails_closed() {
+    let root = SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let ledger = start_ledger(1, None).await;
+    ledger.record(host.measurement, host.manifest).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+
+    let mut settings = ledger.settings(1);
+    settings.checkpoint_urls = vec![format!("http://{dead}/checkpoint")];
+    let mut device = Device::open(stack.device_config(Some(settings), &host), &stack.device_dir).unwrap();
+    device.opt_in().unwrap();
+    let error = device.summarize(None, chat("x")).await.unwrap_err();
+    assert!(matches!(error, DeviceError::Ledger(LedgerClientError::Unreachable { .. })), "{error}");
+    assert!(error.to_string().contains("cannot reach the transparency ledger"), "{error}");
+
+    let mut config = stack.device_config(Some(ledger.settings(1)), &host);
+    config.key_urls = vec![format!("http://{dead}/ohttp-keys")];
+    let device = Device::open(config, &stack.device_dir).unwrap();
+    let error = device.summarize(None, chat("x")).await.unwrap_err();
+    assert!(
+        matches!(error, DeviceError::Transport(TransportError::KeyDirectoryUnreachable { .. })),
+        "{error}"
+    );
+    assert_eq!(requests_served(&host), 0, "nothing reached a host");
+    assert!(stack.relay_received.lock().unwrap().is_empty());
+}
