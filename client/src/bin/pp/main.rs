@@ -13,6 +13,8 @@ use pp_client::settings::Settings;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use std::path::{Path, PathBuf};
 
+mod dev;
+
 #[derive(Parser)]
 #[command(name = "pp", version, about = "Private Processing on this device")]
 struct Cli {
@@ -60,6 +62,20 @@ enum Command {
         #[command(subcommand)]
         action: Option<ReceiptsAction>,
     },
+    /// Start (`up`) or stop (`down`) every party of the pipeline on this machine, for development.
+    Dev {
+        #[command(subcommand)]
+        action: DevAction,
+        /// Keys, configs, logs and the ledger of the stack.
+        #[arg(long, default_value = "target/dev")]
+        dir: PathBuf,
+    },
+    /// Everything in one go: start the stack, summarize and rewrite the examples, show the
+    /// receipts, audit the release from source, stop the stack.
+    Demo {
+        #[arg(long, default_value = "target/demo")]
+        dir: PathBuf,
+    },
     /// Audit a release in the transparency ledger against this source tree (needs `[ledger]` in
     /// the config; `scripts/audit` rebuilds the components and runs this).
     Audit {
@@ -72,6 +88,14 @@ enum Command {
         #[arg(long)]
         components: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum DevAction {
+    /// Start every party (keys and configs made on first start); prints what runs where.
+    Up,
+    /// Stop them (keys, ledger and logs stay).
+    Down,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +128,14 @@ async fn run(cli: Cli) -> Result<()> {
             print_settings(&settings, &state);
             return Ok(());
         }
+        Command::Dev { action, dir } => {
+            let stack = dev::Stack::new(dir.clone())?;
+            return match action {
+                DevAction::Up => stack.up(),
+                DevAction::Down => stack.down(),
+            };
+        }
+        Command::Demo { dir } => return demo(dir, cli.state_dir.clone()).await,
         Command::Receipts { action } => {
             let receipts = Receipts::new(&state);
             match action {
@@ -153,6 +185,53 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         println!("{}", outcome.response.text);
     }
+    Ok(())
+}
+
+/// `pp demo`: the stack up, the examples through it, the receipts, an audit, the stack down
+/// (unless it was already up).
+async fn demo(dir: &Path, state: Option<PathBuf>) -> Result<()> {
+    let stack = dev::Stack::new(dir.to_path_buf())?;
+    let was_up = stack.is_up();
+    stack.up()?;
+    let result = demo_requests(&stack, state.unwrap_or_else(|| dir.join("device"))).await;
+    if !was_up {
+        stack.down()?;
+    }
+    result
+}
+
+async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
+    let config = DeviceConfig::load(&stack.device_config())?;
+    let mut device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+    println!("\n== pp opt-in (AI features are off on a device until its user turns them on)");
+    device.opt_in()?;
+    println!("\n== pp summarize examples/picnic-chat.txt");
+    let outcome = device
+        .request(&summarize_request(Path::new("examples/picnic-chat.txt"))?, Some("picnic-chat"))
+        .await?;
+    println!("{}", outcome.response.text);
+    let first = outcome.receipt.number;
+    for (style, file) in
+        [("formal", "draft-formal"), ("friendly", "draft-friendly"), ("fix-grammar", "draft-fix-grammar")]
+    {
+        println!("\n== pp rewrite --style {style} (examples/{file}.json)");
+        let request = FeatureRequest::from_json(&std::fs::read(format!("examples/{file}.json"))?)?;
+        println!("{}", device.request(&request, None).await?.response.text);
+    }
+    println!("\n== pp receipts (what this device verified for each request; kept on the device only)");
+    for receipt in device.receipts().list()? {
+        println!("{}", receipt.summary());
+    }
+    println!("\n== pp receipts show {first}");
+    print!("{}", device.receipts().get(first)?.explain());
+    println!("\n== scripts/audit: an outsider rebuilds the components from source and checks the ledger");
+    let audit = std::process::Command::new("scripts/audit")
+        .arg(stack.device_config())
+        .env("PP_AUDITOR_DIR", stack.state.join("auditor"))
+        .status()
+        .context("running scripts/audit")?;
+    anyhow::ensure!(audit.success(), "the audit did not reproduce the release");
     Ok(())
 }
 

@@ -1,0 +1,395 @@
+//! `pp dev up` / `pp dev down`: every party of the pipeline as its own process on loopback —
+//! key directory, token issuer, two witnesses, the ledger, two hosts with the simulated TEE and
+//! the real model, the gateway and the relay — with development keys made on first start in a
+//! state directory, and this release recorded in the ledger. Run from the repository root,
+//! after `cargo build --workspace --bins` and `scripts/build-components`.
+
+use anyhow::{bail, Context, Result};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ISSUER_NAME: &str = "issuer.pp.localhost";
+const ORIGIN_NAME: &str = "gateway.pp.localhost";
+const LEDGER_ORIGIN: &str = "ledger.pp.localhost/releases";
+
+/// The loopback ports of the development stack.
+struct Ports {
+    relay: u16,
+    gateway: u16,
+    keydir: u16,
+    issuer: u16,
+    ledger: u16,
+    witnesses: [u16; 2],
+    hosts: [u16; 2],
+}
+
+const PORTS: Ports = Ports {
+    relay: 18080,
+    gateway: 18081,
+    keydir: 18082,
+    issuer: 18083,
+    ledger: 18084,
+    witnesses: [18085, 18086],
+    hosts: [18091, 18092],
+};
+
+/// The stack's state directory and where the binaries are.
+pub struct Stack {
+    pub state: PathBuf,
+    bin: PathBuf,
+}
+
+impl Stack {
+    pub fn new(state: PathBuf) -> Result<Self> {
+        let bin = std::env::current_exe()?.parent().context("the pp binary has no directory")?.to_path_buf();
+        for needed in
+            ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"]
+        {
+            if !bin.join(needed).exists() {
+                bail!(
+                    "{needed} is not built next to pp ({}): run `cargo build --workspace --bins` first",
+                    bin.display()
+                );
+            }
+        }
+        if !Path::new("policies/release.toml").exists() || !Path::new("target/components").exists() {
+            bail!("run pp dev from the repository root, after `scripts/build-components`");
+        }
+        Ok(Stack { state, bin })
+    }
+
+    /// The device config `pp dev up` writes.
+    pub fn device_config(&self) -> PathBuf {
+        self.state.join("device.toml")
+    }
+
+    fn pids(&self) -> PathBuf {
+        self.state.join("pids")
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.running().is_some_and(|pids| !pids.is_empty())
+    }
+
+    /// The processes recorded by the last `up` that are still alive.
+    fn running(&self) -> Option<Vec<(String, u32)>> {
+        let text = std::fs::read_to_string(self.pids()).ok()?;
+        let alive = text
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter_map(|(name, pid)| Some((name.to_string(), pid.parse().ok()?)))
+            .filter(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        Some(alive)
+    }
+
+    /// Starts every party; on any failure stops what it started, so nothing is left half-up.
+    pub fn up(&self) -> Result<()> {
+        let result = self.start_all();
+        if result.is_err() && self.running().is_some() {
+            let _ = self.down();
+        }
+        result
+    }
+
+    fn start_all(&self) -> Result<()> {
+        if self.is_up() {
+            eprintln!(
+                "pp dev: the stack is already up (state in {}); `pp dev down` stops it",
+                self.state.display()
+            );
+            return Ok(());
+        }
+        for port in all_ports() {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                bail!("port {port} is in use: stop what runs there (or `pp dev down`) first");
+            }
+        }
+        std::fs::create_dir_all(&self.state)?;
+        if !self.device_config().exists() {
+            eprintln!(
+                "pp dev: first start: making development keys and configs in {}…",
+                self.state.display()
+            );
+            self.make_keys_and_configs()?;
+        }
+        let mut pids = Vec::new();
+        let mut start = |name: &str, args: &[&str]| -> Result<()> {
+            let pid = self.spawn(name, args)?;
+            eprintln!("pp dev: started {name} (pid {pid}, log {})", self.log(name).display());
+            pids.push(format!("{name} {pid}"));
+            std::fs::write(self.pids(), pids.join("\n") + "\n")?;
+            Ok(())
+        };
+        let config = |name: &str| self.state.join(name).display().to_string();
+        start("keydir", &["pp-keydir", "--config", &config("keydir.toml")])?;
+        start("issuer", &["pp-issuer", "serve", "--config", &config("issuer.toml")])?;
+        start("witness-1", &["pp-witness", "serve", "--config", &config("witness-1.toml")])?;
+        start("witness-2", &["pp-witness", "serve", "--config", &config("witness-2.toml")])?;
+        self.wait_for(&[PORTS.witnesses[0], PORTS.witnesses[1]])?;
+        start("ledger", &["pp-ledger", "serve", "--config", &config("ledger.toml")])?;
+        let root = config("simulated-root.key");
+        for (index, port) in PORTS.hosts.iter().enumerate() {
+            let listen = format!("127.0.0.1:{port}");
+            let name = format!("host-{}", index + 1);
+            start(
+                &name,
+                &[
+                    "pp-host",
+                    "serve",
+                    "--listen",
+                    &listen,
+                    "--attester",
+                    "simulated",
+                    "--simulated-root",
+                    &root,
+                ],
+            )?;
+        }
+        eprintln!("pp dev: the hosts load and check the model and components…");
+        self.wait_for(&[PORTS.keydir, PORTS.issuer, PORTS.ledger, PORTS.hosts[0], PORTS.hosts[1]])?;
+        self.record_release()?;
+        start("gateway", &["pp-gateway", "serve", "--config", &config("gateway.toml")])?;
+        start("relay", &["pp-relay", "--config", &config("relay.toml")])?;
+        self.wait_for(&[PORTS.gateway, PORTS.relay])?;
+        self.print_map();
+        Ok(())
+    }
+
+    pub fn down(&self) -> Result<()> {
+        let Some(running) = self.running() else {
+            eprintln!("pp dev: nothing to stop (no stack was started from {})", self.state.display());
+            return Ok(());
+        };
+        for (name, pid) in running.iter().rev() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            eprintln!("pp dev: stopped {name} (pid {pid})");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running.iter().any(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::remove_file(self.pids())?;
+        eprintln!("pp dev: down; keys, ledger and logs stay in {}", self.state.display());
+        Ok(())
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.state.join(format!("{name}.log"))
+    }
+
+    /// Starts a service in its own process group (a Ctrl-C meant for `pp` does not reach it).
+    fn spawn(&self, name: &str, args: &[&str]) -> Result<u32> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(self.log(name))?;
+        let child = Command::new(self.bin.join(args[0]))
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(child.id())
+    }
+
+    /// Runs a tool to completion and returns what it printed on stdout.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new(self.bin.join(args[0])).args(&args[1..]).output()?;
+        if !output.status.success() {
+            bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(String::from_utf8(output.stdout)?.trim().to_string())
+    }
+
+    /// Appends this release to the ledger unless its latest entry already is it.
+    fn record_release(&self) -> Result<()> {
+        let values = self.run(&["pp-host", "reference-values"])?;
+        let value = |key: &str| {
+            values
+                .lines()
+                .find_map(|line| line.strip_prefix(key).map(|v| v.trim().to_string()))
+                .unwrap_or_default()
+        };
+        let (measurement, manifest) = (value("launch-measurement"), value("manifest-digest"));
+        let recorded = std::fs::read_to_string(self.state.join("recorded-release")).unwrap_or_default();
+        if recorded.trim() == format!("{measurement} {manifest}") {
+            eprintln!("pp dev: this release is already in the ledger");
+            return Ok(());
+        }
+        let revision = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("pp dev: recording this release in the ledger (the witnesses cosign the new checkpoint)…");
+        let ledger = format!("http://127.0.0.1:{}", PORTS.ledger);
+        self.run(&[
+            "pp-ledger",
+            "release",
+            "--ledger",
+            &ledger,
+            "--launch-measurement",
+            &measurement,
+            "--source-revision",
+            &revision,
+        ])?;
+        std::fs::write(self.state.join("recorded-release"), format!("{measurement} {manifest}\n"))?;
+        Ok(())
+    }
+
+    fn print_map(&self) {
+        let p = &PORTS;
+        eprintln!("pp dev: up. On 127.0.0.1:");
+        eprintln!(
+            "  relay :{} → gateway :{} → hosts :{} :{} (simulated TEE, real model)",
+            p.relay, p.gateway, p.hosts[0], p.hosts[1]
+        );
+        eprintln!(
+            "  key directory :{}   token issuer :{}   ledger :{}   witnesses :{} :{}",
+            p.keydir, p.issuer, p.ledger, p.witnesses[0], p.witnesses[1]
+        );
+        eprintln!("  logs and keys in {}", self.state.display());
+        eprintln!(
+            "  device: pp --config {} summarize examples/picnic-chat.txt",
+            self.device_config().display()
+        );
+    }
+
+    /// Development keys for every party, and every config, on first start.
+    fn make_keys_and_configs(&self) -> Result<()> {
+        let s = |path: &str| self.state.join(path).display().to_string();
+        for dir in ["issuer", "gateway", "ledger", "witness-1", "witness-2", "keydir"] {
+            std::fs::create_dir_all(self.state.join(dir))?;
+        }
+        let p = &PORTS;
+        let keydir = s("keydir");
+        self.run(&[
+            "pp-gateway",
+            "keys",
+            "init",
+            "--keys-file",
+            &s("gateway-keys.toml"),
+            "--publish",
+            &keydir,
+        ])?;
+        self.write("issuer.toml", &format!(
+            "listen = \"127.0.0.1:{}\"\nname = \"{ISSUER_NAME}\"\nrequest_uri = \"http://127.0.0.1:{}/token-request\"\n\
+             keys_file = \"{}\"\npublish_dir = \"{keydir}\"\naccounts_file = \"{}\"\nquota_file = \"{}\"\n",
+            p.issuer, p.issuer, s("issuer/keys.json"), s("issuer/accounts.toml"), s("issuer/quota.redb")
+        ))?;
+        self.run(&["pp-issuer", "keys", "init", "--config", &s("issuer.toml")])?;
+        let credential = self.run(&[
+            "pp-issuer",
+            "add-account",
+            "--accounts-file",
+            &s("issuer/accounts.toml"),
+            "--name",
+            "dev-user",
+        ])?;
+        let root = self.run(&["pp-host", "simulated-root", "--out", &s("simulated-root.key")])?;
+        let witness_urls: Vec<String> =
+            p.witnesses.iter().map(|port| format!("\"http://127.0.0.1:{port}\"")).collect();
+        self.write(
+            "ledger.toml",
+            &format!(
+            "listen = \"127.0.0.1:{}\"\norigin = \"{LEDGER_ORIGIN}\"\nkey_file = \"{}\"\ndata_dir = \"{}\"\n\
+             publish_dir = \"{keydir}\"\ntiles_dir = \"{}\"\nwitnesses = [{}]\n",
+            p.ledger, s("ledger/log.key"), s("ledger/data"), s("ledger/tiles"), witness_urls.join(", ")
+        ),
+        )?;
+        let log_vkey = self.run(&["pp-ledger", "init", "--config", &s("ledger.toml")])?;
+        let mut witness_vkeys = Vec::new();
+        for (index, port) in p.witnesses.iter().enumerate() {
+            let n = index + 1;
+            let file = format!("witness-{n}.toml");
+            self.write(&file, &format!(
+                "listen = \"127.0.0.1:{port}\"\nname = \"witness-{n}.pp.localhost\"\nkey_file = \"{}\"\nstate_file = \"{}\"\n\n\
+                 [[logs]]\norigin = \"{LEDGER_ORIGIN}\"\nvkey = \"{log_vkey}\"\n",
+                s(&format!("witness-{n}/witness.key")), s(&format!("witness-{n}/state.json"))
+            ))?;
+            witness_vkeys.push(format!("\"{}\"", self.run(&["pp-witness", "init", "--config", &s(&file)])?));
+        }
+        self.write("keydir.toml", &format!("listen = \"127.0.0.1:{}\"\ndir = \"{keydir}\"\n", p.keydir))?;
+        let hosts: Vec<String> = p.hosts.iter().map(|port| format!("\"http://127.0.0.1:{port}\"")).collect();
+        self.write("gateway.toml", &format!(
+            "listen = \"127.0.0.1:{}\"\nkeys_file = \"{}\"\npublish_dir = \"{keydir}\"\nhosts = [{}]\n\n[tokens]\n\
+             issuer_name = \"{ISSUER_NAME}\"\norigin_name = \"{ORIGIN_NAME}\"\n\
+             directory = \"http://127.0.0.1:{}/token-issuer-directory\"\nspent_store = \"{}\"\n",
+            p.gateway, s("gateway-keys.toml"), hosts.join(", "), p.keydir, s("gateway/spent-tokens.redb")
+        ))?;
+        self.write(
+            "relay.toml",
+            &format!(
+                "listen = \"127.0.0.1:{}\"\ngateway_url = \"http://127.0.0.1:{}/gateway\"\n",
+                p.relay, p.gateway
+            ),
+        )?;
+        self.write("device.toml", &format!(
+            "relay_url = \"http://127.0.0.1:{relay}/\"\nkey_urls = [\"http://127.0.0.1:{keydir_port}/ohttp-keys\"]\n\
+             # INSECURE, development only: this machine has no SEV-SNP, so the hosts run the simulated TEE.\n\
+             accept_simulated_insecure_root = \"{root}\"\n\n[tokens]\nissuer_url = \"http://127.0.0.1:{issuer}\"\n\
+             directory_urls = [\"http://127.0.0.1:{keydir_port}/token-issuer-directory\"]\n\
+             account_credential = \"{credential}\"\nissuer_name = \"{ISSUER_NAME}\"\norigin_name = \"{ORIGIN_NAME}\"\n\n\
+             [ledger]\nledger_url = \"http://127.0.0.1:{ledger}\"\n\
+             checkpoint_urls = [\"http://127.0.0.1:{keydir_port}/checkpoint\"]\norigin = \"{LEDGER_ORIGIN}\"\n\
+             log_vkey = \"{log_vkey}\"\nwitness_vkeys = [{witnesses}]\nquorum = 2\n",
+            relay = p.relay,
+            keydir_port = p.keydir,
+            issuer = p.issuer,
+            ledger = p.ledger,
+            witnesses = witness_vkeys.join(", ")
+        ))?;
+        Ok(())
+    }
+
+    /// Waits (up to 120 s: hosts load the model first) until something listens on every port;
+    /// a service that exits meanwhile is an error naming its log.
+    fn wait_for(&self, ports: &[u16]) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let started = std::fs::read_to_string(self.pids()).unwrap_or_default().lines().count();
+        for &port in ports {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                let alive = self.running().unwrap_or_default();
+                if alive.len() < started {
+                    let text = std::fs::read_to_string(self.pids()).unwrap_or_default();
+                    let dead = text
+                        .lines()
+                        .filter_map(|l| l.split_once(' '))
+                        .map(|(name, _)| name)
+                        .find(|name| !alive.iter().any(|(a, _)| a == name));
+                    let name = dead.unwrap_or("a service");
+                    let log = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+                    bail!(
+                        "{name} exited: {} (log {})",
+                        log.lines().last().unwrap_or("no output"),
+                        self.log(name).display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("nothing answers on port {port}; see the logs in {}", self.state.display());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        std::fs::write(self.state.join(name), text).with_context(|| format!("writing {name}"))
+    }
+}
+
+fn all_ports() -> Vec<u16> {
+    let p = &PORTS;
+    let mut ports = vec![p.relay, p.gateway, p.keydir, p.issuer, p.ledger];
+    ports.extend(p.witnesses);
+    ports.extend(p.hosts);
+    ports
+}
