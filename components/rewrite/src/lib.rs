@@ -65,7 +65,7 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     for ((system, user), options) in greedy.chain(sampled) {
         let completion = usage.generate(&prompt(system, user), &params(&options, max_tokens, &["\n\n\n"]))?;
         let text = clean(&completion.text, draft);
-        let penalty = facts::penalty(&source, &text);
+        let penalty = facts::penalty(&source, &text) + length_penalty(&text, draft);
         if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
             best = Some((penalty, text));
         }
@@ -132,6 +132,17 @@ fn prompts(style: Style, draft: &str) -> [(String, String); 3] {
     ]
 }
 
+/// A rewrite is about as long as its draft; an answer several times longer is a model that
+/// went on writing (a reply, an essay, the next example).
+fn length_penalty(text: &str, draft: &str) -> usize {
+    let limit = 3 * draft.len() + 60;
+    if text.len() > limit {
+        2 + 2 * (text.len() / limit)
+    } else {
+        0
+    }
+}
+
 /// Drops the wrapping a small model likes to add: a label, an introduction before the rewrite
 /// in quotes, surrounding quotes.
 fn clean(text: &str, draft: &str) -> String {
@@ -144,6 +155,14 @@ fn clean(text: &str, draft: &str) -> String {
     }
     if let Some(quoted) = longest_quote(text).filter(|q| q.len() * 2 >= draft.len()) {
         return quoted.trim().to_string();
+    }
+    // A one-line draft gets a one-line rewrite: what follows is the model going on.
+    if !draft.contains('\n') {
+        if let Some((first, _)) =
+            text.split_once('\n').filter(|(first, _)| first.trim().len() * 2 >= draft.len())
+        {
+            text = first.trim();
+        }
     }
     let unquoted = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
     unquoted.unwrap_or(text).trim().to_string()
