@@ -153,3 +153,42 @@ async fn an_unreachable_ledger_or_key_directory_fails_closed() {
     assert_eq!(requests_served(&host), 0, "nothing reached a host");
     assert!(stack.relay_received.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_sent_in_a_request_is_in_no_log_no_file_and_no_wire_of_any_other_party() {
+    let root = SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let ledger = start_ledger(2, None).await;
+    ledger.record_release(host.measurement).await;
+    let mut device =
+        Device::open(stack.device_config(Some(ledger.settings(2)), &host), &stack.device_dir).unwrap();
+    device.opt_in().unwrap();
+    let canary = format!("canary-{:016x}", rand::random::<u64>());
+    device.summarize(Some("family"), chat(&format!("the code is {canary}, tell nobody"))).await.unwrap();
+    assert_eq!(requests_served(&host), 1, "the canary reached the host");
+
+    let mut lines: Vec<String> = Vec::new();
+    for sink in
+        [&host.log, &stack.gateway_log, &stack.relay_log, &stack.issuer.log].into_iter().chain(&ledger.logs)
+    {
+        lines.extend(sink.lines());
+    }
+    assert!(lines.len() > 5, "the parties logged: {lines:?}");
+    for line in &lines {
+        assert!(!line.contains(&canary), "a log line carries the canary: {line}");
+    }
+    let mut files = files_under(&stack.base, &stack.device_dir);
+    files.extend(files_under(&ledger.dir, &stack.device_dir));
+    assert!(files.len() > 10, "every party's state was searched");
+    for (path, bytes) in &files {
+        assert!(!contains(bytes, canary.as_bytes()), "{} holds the canary", path.display());
+    }
+    for (party, wire) in [("relay", &stack.relay_received), ("gateway", &stack.gateway_received)] {
+        assert!(!contains(&wire.lock().unwrap(), canary.as_bytes()), "the {party}'s wire carried the canary");
+    }
+    // On the device, only the request itself had it: no receipt or other state keeps it.
+    for (path, bytes) in files_under(&stack.device_dir, &stack.base.join("none")) {
+        assert!(!contains(&bytes, canary.as_bytes()), "{} on the device keeps the canary", path.display());
+    }
+}

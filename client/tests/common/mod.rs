@@ -377,9 +377,20 @@ pub struct TestLedger {
     pub key_file: String,
     pub witness_vkeys: Vec<String>,
     pub dir: PathBuf,
+    /// The ledger's and the witnesses' log lines.
+    pub logs: Vec<Arc<MemorySink>>,
 }
 
 pub async fn start_witness(dir: &std::path::Path, name: &str, log_vkey: &str) -> (String, String) {
+    start_witness_logging(dir, name, log_vkey, Arc::default()).await
+}
+
+pub async fn start_witness_logging(
+    dir: &std::path::Path,
+    name: &str,
+    log_vkey: &str,
+    lines: Arc<MemorySink>,
+) -> (String, String) {
     let config = pp_witness::WitnessConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         name: name.into(),
@@ -388,12 +399,9 @@ pub async fn start_witness(dir: &std::path::Path, name: &str, log_vkey: &str) ->
         logs: vec![pp_witness::FollowedLog { origin: LEDGER_ORIGIN.into(), vkey: log_vkey.into() }],
     };
     let secret: [u8; 32] = rand::random();
-    let witness = pp_witness::Witness::new(
-        &config,
-        secret,
-        EventLog::new(&["outcome"], Box::new(MemorySink::default())),
-    )
-    .unwrap();
+    let witness =
+        pp_witness::Witness::new(&config, secret, EventLog::new(pp_witness::LOG_FIELDS, Box::new(lines)))
+            .unwrap();
     let vkey = witness.vkey();
     let listener = listener().await;
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -410,8 +418,12 @@ pub async fn start_ledger(witnesses: usize, key_file: Option<String>) -> TestLed
     std::fs::write(dir.join("ledger.key"), &key_file).unwrap();
     let mut urls = Vec::new();
     let mut witness_vkeys = Vec::new();
+    let mut logs = Vec::new();
     for index in 0..witnesses {
-        let (url, vkey) = start_witness(&dir, &format!("witness.test/w{index}"), &key.vkey).await;
+        let lines = Arc::new(MemorySink::default());
+        logs.push(lines.clone());
+        let (url, vkey) =
+            start_witness_logging(&dir, &format!("witness.test/w{index}"), &key.vkey, lines).await;
         urls.push(url);
         witness_vkeys.push(vkey);
     }
@@ -426,11 +438,13 @@ pub async fn start_ledger(witnesses: usize, key_file: Option<String>) -> TestLed
         append_token: None,
         tiles_dir: Some(dir.join("tiles")),
     };
-    let log = EventLog::new(pp_ledger::LOG_FIELDS, Box::new(MemorySink::default()));
-    let ledger = pp_ledger::Ledger::open(config, log).await.unwrap();
+    let lines = Arc::new(MemorySink::default());
+    logs.push(lines.clone());
+    let ledger =
+        pp_ledger::Ledger::open(config, EventLog::new(pp_ledger::LOG_FIELDS, Box::new(lines))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(pp_ledger::serve(ledger.clone(), listener));
-    TestLedger { url, ledger, key_file, witness_vkeys, dir }
+    TestLedger { url, ledger, key_file, witness_vkeys, dir, logs }
 }
 
 impl TestLedger {
