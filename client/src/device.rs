@@ -210,7 +210,7 @@ impl Device {
         self.say("keys agree");
         let now = unix_now();
         let supply = TokenSupply::new(self.config.tokens.clone(), &self.state_dir);
-        let session = AttestedSession::new(&transport, &reference);
+        let session = AttestedSession::new(&transport, &reference).with_progress(&*self.progress);
         let mut token = self.take_token(&supply, now).await?;
         self.say(&format!("opening an attested session through the relay {}…", self.config.relay_url));
         let mut retried = false;

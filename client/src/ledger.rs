@@ -100,11 +100,53 @@ impl LedgerClient {
         if size == 0 {
             return Err(LedgerClientError::NoRelease);
         }
-        let mut releases = Vec::new();
-        for index in size.saturating_sub(self.settings.releases.max(1))..size {
-            releases.push(self.release(index, &checkpoint).await?);
-        }
+        let wanted: Vec<u64> = (size.saturating_sub(self.settings.releases.max(1))..size).collect();
+        let entries = match self.cached_entries(&checkpoint, &wanted) {
+            Some(entries) => entries,
+            None => {
+                let mut entries = Vec::new();
+                for &index in &wanted {
+                    entries.push(self.entry(index, &checkpoint).await?);
+                }
+                self.cache_entries(&checkpoint, &entries);
+                entries
+            }
+        };
+        // Proven every time, cached or not.
+        let releases = entries
+            .iter()
+            .zip(&wanted)
+            .map(|(entry, &index)| verify_entry(entry, index, &checkpoint))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ReleaseView { checkpoint, releases })
+    }
+
+    async fn entry(
+        &self,
+        index: u64,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<EntryProof, LedgerClientError> {
+        let url = format!("{}/entry/{index}?size={}", self.base(), checkpoint.size);
+        Ok(serde_json::from_slice(&self.get(&url).await?)
+            .map_err(|e| LedgerError::Malformed(format!("entry: {e}")))?)
+    }
+
+    /// The entries fetched for this very checkpoint before (they are re-verified by the caller).
+    fn cached_entries(&self, checkpoint: &VerifiedCheckpoint, wanted: &[u64]) -> Option<Vec<EntryProof>> {
+        let cache: EntryCache =
+            serde_json::from_slice(&std::fs::read(self.state_dir.join("ledger-entries.json")).ok()?).ok()?;
+        let indexes: Vec<u64> = cache.entries.iter().map(|entry| entry.index).collect();
+        (cache.checkpoint.as_bytes() == checkpoint.note.as_slice() && indexes == wanted)
+            .then_some(cache.entries)
+    }
+
+    fn cache_entries(&self, checkpoint: &VerifiedCheckpoint, entries: &[EntryProof]) {
+        let Ok(note) = String::from_utf8(checkpoint.note.clone()) else { return };
+        let cache = EntryCache { checkpoint: note, entries: entries.to_vec() };
+        let _ = std::fs::write(
+            self.state_dir.join("ledger-entries.json"),
+            serde_json::to_vec(&cache).expect("serializes"),
+        );
     }
 
     /// Record `index` of the tree in `checkpoint`, with its inclusion proof checked.
@@ -154,6 +196,9 @@ impl LedgerClient {
                     return Err(error.into());
                 }
             }
+        }
+        if std::fs::read(&file).is_ok_and(|kept| kept == checkpoint.note) {
+            return Ok(());
         }
         std::fs::create_dir_all(&self.state_dir).map_err(|e| state_error(&self.state_dir, e))?;
         let temporary = self.state_dir.join(".ledger-checkpoint.tmp");
@@ -215,6 +260,13 @@ pub fn verify_entry(
     let record = ReleaseRecord::from_leaf(&leaf)?;
     let launch_measurement = record.launch_measurement()?;
     Ok(VerifiedRelease { index, record, launch_measurement })
+}
+
+/// The entries last fetched, with the checkpoint they were proven under.
+#[derive(serde::Serialize, Deserialize)]
+struct EntryCache {
+    checkpoint: String,
+    entries: Vec<EntryProof>,
 }
 
 fn split_view(last: &VerifiedCheckpoint, offered: &VerifiedCheckpoint) -> LedgerError {

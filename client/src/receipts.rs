@@ -65,11 +65,20 @@ impl Receipts {
     /// Stores `receipt` under the next number and returns it.
     pub fn save(&self, mut receipt: Receipt) -> Result<Receipt, ReceiptError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.error(e))?;
-        receipt.number = self.list()?.last().map_or(1, |last| last.number + 1);
+        receipt.number = self.last_number()? + 1;
         let path = self.dir.join(format!("{:06}.json", receipt.number));
         let text = serde_json::to_vec_pretty(&receipt).expect("a receipt serializes");
         std::fs::write(path, text).map_err(|e| self.error(e))?;
         Ok(receipt)
+    }
+
+    /// The highest receipt number, from the file names alone.
+    fn last_number(&self) -> Result<u64, ReceiptError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| self.error(e))?;
+        Ok(entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0))
     }
 
     /// Every receipt, oldest first.

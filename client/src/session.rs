@@ -47,11 +47,18 @@ pub struct Verified {
 pub struct AttestedSession<'a> {
     transport: &'a Transport,
     reference: &'a ReferenceValues,
+    progress: Option<&'a (dyn Fn(&str) + Send + Sync)>,
 }
 
 impl<'a> AttestedSession<'a> {
     pub fn new(transport: &'a Transport, reference: &'a ReferenceValues) -> Self {
-        AttestedSession { transport, reference }
+        AttestedSession { transport, reference, progress: None }
+    }
+
+    /// Told when the evidence has been verified and the request is about to leave.
+    pub fn with_progress(mut self, progress: &'a (dyn Fn(&str) + Send + Sync)) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// One request in a fresh attested session: two round trips through the relay. The
@@ -66,6 +73,9 @@ impl<'a> AttestedSession<'a> {
         let (handshake, opening) = ClientHandshake::start()?;
         let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
         let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
+        if let Some(progress) = self.progress {
+            progress("evidence verified; sending the request inside the attested session");
+        }
         // Attestation passed: only now does the request leave.
         let records = session.seal_request(request)?;
         let answer = self.step(RECORDS_PATH, &id, records, None).await?;

@@ -300,7 +300,7 @@ pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dy
         eprintln!("inference: {} — SCRIPTED, not a model", scripted.describe());
         return Ok(Arc::new(scripted));
     }
-    let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
+    let dir = args.model_dir.clone().unwrap_or_else(pp_host::llama::default_model_dir);
     let models = ArtifactDir::open(&dir)
         .context("no model directory: run `scripts/fetch-model` (or pass --model-dir)")?;
     eprintln!("loading {} from {} (checking its sha256)…", policy.model.file, dir.display());
@@ -308,15 +308,6 @@ pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dy
     let generator = LlamaGenerator::load(&models, &policy.model)?;
     eprintln!("inference: {} — loaded in {} ms", generator.describe(), started.elapsed().as_millis());
     Ok(Arc::new(generator))
-}
-
-/// `$XDG_CACHE_HOME/private-processing/models`, else `~/.cache/private-processing/models`: the
-/// same place `scripts/fetch-model` uses.
-pub fn default_model_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-    cache.join("private-processing/models")
 }
 
 /// p-th percentile of sorted durations.

@@ -217,8 +217,17 @@ pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig
     stack
 }
 
-/// The key directory, gateway and relay in front of the hosts at `urls`.
+/// The key directory, gateway and relay in front of the hosts at `urls`, with spies on the wires.
 pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
+    start_stack(urls, adjust_relay, true).await
+}
+
+/// The same without the spies (benchmarks: no extra hops).
+pub async fn start_without_spies(urls: Vec<String>) -> Stack {
+    start_stack(urls, |_| {}, false).await
+}
+
+async fn start_stack(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig), spies: bool) -> Stack {
     let base = std::env::temp_dir().join(format!("pp-stack-{}-{}", std::process::id(), rand_suffix()));
     let keydir = base.join("keydir");
     let key_file = KeyFile::generate();
@@ -247,7 +256,7 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
         health_interval_ms: 200,
         session_ttl_secs: 300,
         max_body_bytes: 1 << 20,
-        host_timeout_ms: 10_000,
+        host_timeout_ms: 120_000,
         tokens,
     };
     let log = EventLog::new(pp_gateway::LOG_FIELDS, Box::new(gateway_log.clone()));
@@ -255,7 +264,8 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
     let gateway_listener = listener().await;
     let gateway_address = gateway_listener.local_addr().unwrap();
     tokio::spawn(pp_gateway::serve(gateway.clone(), gateway_listener));
-    let (gateway_spy, gateway_received) = spy(gateway_address, None).await;
+    let (gateway_spy, gateway_received) =
+        if spies { spy(gateway_address, None).await } else { (gateway_address, Arc::default()) };
 
     let relay_log = Arc::new(MemorySink::default());
     let mut relay = relay_config(format!("http://{gateway_spy}/gateway"));
@@ -264,7 +274,11 @@ pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut 
     let relay_address = relay_listener.local_addr().unwrap();
     let log = EventLog::new(pp_relay::LOG_FIELDS, Box::new(relay_log.clone()));
     tokio::spawn(pp_relay::serve(relay, relay_listener, log));
-    let (relay_spy, relay_received) = spy(relay_address, Some(IpAddr::V4(DEVICE_ADDRESS))).await;
+    let (relay_spy, relay_received) = if spies {
+        spy(relay_address, Some(IpAddr::V4(DEVICE_ADDRESS))).await
+    } else {
+        (relay_address, Arc::default())
+    };
 
     Stack {
         relay_url: format!("http://{relay_spy}/"),
@@ -506,25 +520,34 @@ pub async fn attested_host(
     root: &pp_attestation::simulated::SimulatedRoot,
     wrap: impl FnOnce(pp_attestation::attester::Attester) -> Box<dyn pp_attestation::attester::EvidenceSource>,
 ) -> Host {
-    use pp_host::{artifacts::ArtifactDir, inference::ScriptedInference, sandbox::Sandbox, session::*};
+    let scripted = Arc::new(pp_host::inference::ScriptedInference::new(vec![REPLY.into()], 2048));
+    attested_host_with(root, scripted, wrap).await.0
+}
+
+/// A host running `generator`, and its sandbox (to call the same runtime directly).
+pub async fn attested_host_with(
+    root: &pp_attestation::simulated::SimulatedRoot,
+    generator: Arc<dyn pp_host::inference::TextGenerator>,
+    wrap: impl FnOnce(pp_attestation::attester::Attester) -> Box<dyn pp_attestation::attester::EvidenceSource>,
+) -> (Host, Arc<pp_host::sandbox::Sandbox>) {
+    use pp_host::{artifacts::ArtifactDir, sandbox::Sandbox, session::*};
     let policy = pp_vocab::policy::ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
     let components =
         ArtifactDir::open(&repo().join("target/components")).expect("run scripts/build-components");
     let log = Arc::new(MemorySink::default());
     let events = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(log.clone())));
-    let scripted = Arc::new(ScriptedInference::new(vec![REPLY.into()], 2048));
-    let sandbox = Arc::new(Sandbox::load(&policy, &components, scripted, events).unwrap());
+    let sandbox = Arc::new(Sandbox::load(&policy, &components, generator, events).unwrap());
     let root = pp_attestation::simulated::SimulatedRoot::from_secret(&root.secret()).unwrap();
     let root_public = root.public();
     let measurement = pp_attestation::evidence::simulated_launch_measurement(b"the host binary of this test");
     let attester =
         wrap(pp_attestation::attester::Attester::Simulated { root, launch_measurement: measurement });
     let manifest = policy.manifest_digest();
-    let sessions = Arc::new(Sessions::new(sandbox, attester, manifest, SessionLimits::default()));
+    let sessions = Arc::new(Sessions::new(sandbox.clone(), attester, manifest, SessionLimits::default()));
     let listener = listener().await;
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(pp_host::serve::serve(sessions, listener));
-    Host { url, log, measurement, manifest, root_public }
+    (Host { url, log, measurement, manifest, root_public }, sandbox)
 }
 
 pub fn requests_served(host: &Host) -> usize {
