@@ -11,7 +11,8 @@ const LOG_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LD
 fn policy() -> &'static TrustPolicy {
     static POLICY: OnceLock<TrustPolicy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let witnesses = vec![Cosigner::new("w1.fuzz", [1; 32]).vkey(), Cosigner::new("w2.fuzz", [2; 32]).vkey()];
+        let witnesses =
+            vec![Cosigner::new("w1.fuzz", [1; 32]).vkey(), Cosigner::new("w2.fuzz", [2; 32]).vkey()];
         TrustPolicy::new("PeterNeumann", LOG_VKEY, &witnesses, 1).unwrap()
     })
 }

@@ -14,7 +14,8 @@ fn config() -> Arc<ServerConfig> {
     CONFIG
         .get_or_init(|| {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-            let cert = rcgen::CertificateParams::new(vec!["host.pp".into()]).unwrap().self_signed(&key).unwrap();
+            let cert =
+                rcgen::CertificateParams::new(vec!["host.pp".into()]).unwrap().self_signed(&key).unwrap();
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = ServerConfig::builder_with_provider(provider)
                 .with_protocol_versions(&[&rustls::version::TLS13])
