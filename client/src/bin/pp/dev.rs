@@ -39,10 +39,12 @@ const PORTS: Ports = Ports {
 pub struct Stack {
     pub state: PathBuf,
     bin: PathBuf,
+    /// Hosts answer with a canned reply instead of the model (load tests of the path itself).
+    scripted: bool,
 }
 
 impl Stack {
-    pub fn new(state: PathBuf) -> Result<Self> {
+    pub fn new(state: PathBuf, scripted: bool) -> Result<Self> {
         let bin = std::env::current_exe()?.parent().context("the pp binary has no directory")?.to_path_buf();
         for needed in
             ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"]
@@ -57,7 +59,7 @@ impl Stack {
         if !Path::new("policies/release.toml").exists() || !Path::new("target/components").exists() {
             bail!("run pp dev from the repository root, after `scripts/build-components`");
         }
-        Ok(Stack { state, bin })
+        Ok(Stack { state, bin, scripted })
     }
 
     /// The device config `pp dev up` writes.
@@ -74,15 +76,52 @@ impl Stack {
     }
 
     /// The processes recorded by the last `up` that are still alive.
-    fn running(&self) -> Option<Vec<(String, u32)>> {
-        let text = std::fs::read_to_string(self.pids()).ok()?;
-        let alive = text
-            .lines()
-            .filter_map(|line| line.split_once(' '))
-            .filter_map(|(name, pid)| Some((name.to_string(), pid.parse().ok()?)))
+    pub fn running(&self) -> Option<Vec<(String, u32)>> {
+        let alive = self
+            .recorded()?
+            .into_iter()
+            .map(|(name, pid, _)| (name, pid))
             .filter(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
             .collect();
         Some(alive)
+    }
+
+    /// Every service started: name, pid, command line (tab-separated lines of `pids`).
+    fn recorded(&self) -> Option<Vec<(String, u32, Vec<String>)>> {
+        let text = std::fs::read_to_string(self.pids()).ok()?;
+        let services = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let name = fields.next()?.to_string();
+                let pid = fields.next()?.parse().ok()?;
+                Some((name, pid, fields.map(str::to_string).collect()))
+            })
+            .collect();
+        Some(services)
+    }
+
+    fn save_recorded(&self, services: &[(String, u32, Vec<String>)]) -> Result<()> {
+        let lines: Vec<String> =
+            services.iter().map(|(name, pid, args)| format!("{name}\t{pid}\t{}", args.join("\t"))).collect();
+        Ok(std::fs::write(self.pids(), lines.join("\n") + "\n")?)
+    }
+
+    /// Kills one service as a crash would (SIGKILL), starts it again with the same command
+    /// line and waits until it listens: fault injection for load tests.
+    pub fn restart(&self, name: &str) -> Result<()> {
+        let mut services = self.recorded().context("the stack is not up")?;
+        let service =
+            services.iter_mut().find(|(n, _, _)| n == name).with_context(|| format!("no service {name}"))?;
+        let _ = Command::new("kill").args(["-9", &service.1.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{}", service.1)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let args: Vec<&str> = service.2.iter().map(String::as_str).collect();
+        service.1 = self.spawn(name, &args)?;
+        self.save_recorded(&services)?;
+        self.wait_for(&[port_of(name)])
     }
 
     /// Starts every party; on any failure stops what it started, so nothing is left half-up.
@@ -115,13 +154,12 @@ impl Stack {
             );
             self.make_keys_and_configs()?;
         }
-        let mut pids = Vec::new();
+        let mut services = Vec::new();
         let mut start = |name: &str, args: &[&str]| -> Result<()> {
             let pid = self.spawn(name, args)?;
             eprintln!("pp dev: started {name} (pid {pid}, log {})", self.log(name).display());
-            pids.push(format!("{name} {pid}"));
-            std::fs::write(self.pids(), pids.join("\n") + "\n")?;
-            Ok(())
+            services.push((name.to_string(), pid, args.iter().map(|a| a.to_string()).collect()));
+            self.save_recorded(&services)
         };
         let config = |name: &str| self.state.join(name).display().to_string();
         start("keydir", &["pp-keydir", "--config", &config("keydir.toml")])?;
@@ -134,21 +172,25 @@ impl Stack {
         for (index, port) in PORTS.hosts.iter().enumerate() {
             let listen = format!("127.0.0.1:{port}");
             let name = format!("host-{}", index + 1);
-            start(
-                &name,
-                &[
-                    "pp-host",
-                    "serve",
-                    "--listen",
-                    &listen,
-                    "--attester",
-                    "simulated",
-                    "--simulated-root",
-                    &root,
-                ],
-            )?;
+            let mut args = vec![
+                "pp-host",
+                "serve",
+                "--listen",
+                &listen,
+                "--attester",
+                "simulated",
+                "--simulated-root",
+                &root,
+            ];
+            if self.scripted {
+                args.extend(["--scripted", "--reply", "- (scripted) the picnic is on Saturday at 11"]);
+            }
+            start(&name, &args)?;
         }
-        eprintln!("pp dev: the hosts load and check the model and components…");
+        eprintln!(
+            "pp dev: the hosts load and check {} and the components…",
+            if self.scripted { "SCRIPTED replies (no model)" } else { "the model" }
+        );
         self.wait_for(&[PORTS.keydir, PORTS.issuer, PORTS.ledger, PORTS.hosts[0], PORTS.hosts[1]])?;
         self.record_release()?;
         start("gateway", &["pp-gateway", "serve", "--config", &config("gateway.toml")])?;
@@ -281,7 +323,8 @@ impl Stack {
         ])?;
         self.write("issuer.toml", &format!(
             "listen = \"127.0.0.1:{}\"\nname = \"{ISSUER_NAME}\"\nrequest_uri = \"http://127.0.0.1:{}/token-request\"\n\
-             keys_file = \"{}\"\npublish_dir = \"{keydir}\"\naccounts_file = \"{}\"\nquota_file = \"{}\"\n",
+             keys_file = \"{}\"\npublish_dir = \"{keydir}\"\naccounts_file = \"{}\"\nquota_file = \"{}\"\n\
+             # Development: a quota no load test runs into.\ntokens_per_window = 10000000\n",
             p.issuer, p.issuer, s("issuer/keys.json"), s("issuer/accounts.toml"), s("issuer/quota.redb")
         ))?;
         self.run(&["pp-issuer", "keys", "init", "--config", &s("issuer.toml")])?;
@@ -383,6 +426,22 @@ impl Stack {
 
     fn write(&self, name: &str, text: &str) -> Result<()> {
         std::fs::write(self.state.join(name), text).with_context(|| format!("writing {name}"))
+    }
+}
+
+/// The port a service listens on.
+fn port_of(name: &str) -> u16 {
+    let p = &PORTS;
+    match name {
+        "relay" => p.relay,
+        "gateway" => p.gateway,
+        "keydir" => p.keydir,
+        "issuer" => p.issuer,
+        "ledger" => p.ledger,
+        "witness-1" => p.witnesses[0],
+        "witness-2" => p.witnesses[1],
+        "host-1" => p.hosts[0],
+        _ => p.hosts[1],
     }
 }
 

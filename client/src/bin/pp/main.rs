@@ -93,9 +93,15 @@ enum Command {
 #[derive(Subcommand)]
 enum DevAction {
     /// Start every party (keys and configs made on first start); prints what runs where.
-    Up,
+    Up {
+        /// Hosts answer with a canned reply instead of the model (load tests of the path).
+        #[arg(long)]
+        scripted: bool,
+    },
     /// Stop them (keys, ledger and logs stay).
     Down,
+    /// Kill one party as a crash would and start it again (fault injection).
+    Restart { name: String },
 }
 
 #[derive(Subcommand)]
@@ -129,10 +135,12 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Dev { action, dir } => {
-            let stack = dev::Stack::new(dir.clone())?;
+            let scripted = matches!(action, DevAction::Up { scripted: true });
+            let stack = dev::Stack::new(dir.clone(), scripted)?;
             return match action {
-                DevAction::Up => stack.up(),
+                DevAction::Up { .. } => stack.up(),
                 DevAction::Down => stack.down(),
+                DevAction::Restart { name } => stack.restart(name),
             };
         }
         Command::Demo { dir } => return demo(dir, cli.state_dir.clone()).await,
@@ -191,7 +199,7 @@ async fn run(cli: Cli) -> Result<()> {
 /// `pp demo`: the stack up, the examples through it, the receipts, an audit, the stack down
 /// (unless it was already up).
 async fn demo(dir: &Path, state: Option<PathBuf>) -> Result<()> {
-    let stack = dev::Stack::new(dir.to_path_buf())?;
+    let stack = dev::Stack::new(dir.to_path_buf(), false)?;
     let was_up = stack.is_up();
     stack.up()?;
     let result = demo_requests(&stack, state.unwrap_or_else(|| dir.join("device"))).await;
