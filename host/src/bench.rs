@@ -1,11 +1,12 @@
 //! `pp-host bench …`: benchmarks that print figures (no assertions; these machines are noisy, so
 //! each compares against a baseline measured in the same run).
 
-use crate::{default_model_dir, percentile, ModelArgs};
+use crate::{percentile, ModelArgs};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{GenerationParams, Role, ScriptedInference, Turn};
+use pp_host::llama::default_model_dir;
 use pp_host::llama::LlamaGenerator;
 use pp_host::sandbox::{Allocation, Sandbox};
 use pp_vocab::log::{DiscardSink, EventLog};
