@@ -8,6 +8,7 @@
 //! each with an inclusion proof under that checkpoint; their launch measurements and manifest
 //! digests are the only ones attestation accepts.
 
+use crate::mirrors::{fetch, fetch_agreed, MirrorError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pp_vocab::ledger::{
@@ -218,30 +219,11 @@ impl LedgerClient {
     }
 
     async fn fetch_checkpoint(&self) -> Result<Vec<u8>, LedgerClientError> {
-        let mut agreed: Option<(String, Vec<u8>)> = None;
-        for url in &self.settings.checkpoint_urls {
-            let note = self.get(url).await?;
-            match &agreed {
-                Some((first, seen)) if *seen != note => {
-                    return Err(LedgerClientError::Mismatch { first: first.clone(), second: url.clone() })
-                }
-                Some(_) => {}
-                None => agreed = Some((url.clone(), note)),
-            }
-        }
-        agreed.map(|(_, note)| note).ok_or(LedgerClientError::Unreachable {
-            url: "(none)".into(),
-            why: "no checkpoint URL configured".into(),
-        })
+        fetch_agreed(&self.http, &self.settings.checkpoint_urls).await.map_err(unreachable_or_mismatch)
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, LedgerClientError> {
-        let unreachable = |why: String| LedgerClientError::Unreachable { url: url.into(), why };
-        let answer = self.http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
-        if !answer.status().is_success() {
-            return Err(unreachable(format!("it answered {}", answer.status())));
-        }
-        Ok(answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec())
+        fetch(&self.http, url).await.map_err(unreachable_or_mismatch)
     }
 }
 
@@ -272,6 +254,17 @@ struct EntryCache {
 fn split_view(last: &VerifiedCheckpoint, offered: &VerifiedCheckpoint) -> LedgerError {
     let hex = |root: &pp_vocab::ledger::TreeHash| hex::encode(root.0);
     LedgerError::SplitView { size: last.size, seen: hex(&last.root), other: hex(&offered.root) }
+}
+
+fn unreachable_or_mismatch(error: MirrorError) -> LedgerClientError {
+    match error {
+        MirrorError::Unreachable { url, why } => LedgerClientError::Unreachable { url, why },
+        MirrorError::Disagree { first, second } => LedgerClientError::Mismatch { first, second },
+        MirrorError::NoneConfigured => LedgerClientError::Unreachable {
+            url: "(none)".into(),
+            why: "no checkpoint URL configured".into(),
+        },
+    }
 }
 
 fn state_error(file: &Path, e: impl std::fmt::Display) -> LedgerClientError {

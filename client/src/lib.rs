@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod device;
 pub mod ledger;
+pub mod mirrors;
 pub mod receipts;
 pub mod session;
 pub mod settings;

@@ -5,6 +5,7 @@
 //! The issuer's keys come from the key directory, and every mirror must serve the same bytes:
 //! a key handed to this device alone would mark its tokens.
 
+use crate::mirrors::{fetch_agreed, MirrorError};
 use blind_rsa_signatures::DefaultRng;
 use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey};
 use privacypass::generic_tokens::{GenericBatchTokenRequest, GenericBatchTokenResponse, GenericToken};
@@ -219,24 +220,12 @@ impl TokenSupply {
 
     /// The issuer directory from every mirror, if all serve the same bytes.
     pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
-        let mut agreed: Option<(String, Vec<u8>)> = None;
-        for url in &self.settings.directory_urls {
-            let unreachable = |why: String| TokenError::DirectoryUnreachable { url: url.clone(), why };
-            let answer = self.http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
-            if !answer.status().is_success() {
-                return Err(unreachable(format!("it answered {}", answer.status())));
-            }
-            let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec();
-            match &agreed {
-                Some((first, seen)) if *seen != bytes => {
-                    return Err(TokenError::DirectoryMismatch { first: first.clone(), second: url.clone() })
-                }
-                Some(_) => {}
-                None => agreed = Some((url.clone(), bytes)),
-            }
-        }
-        let (_, bytes) =
-            agreed.ok_or_else(|| TokenError::BadDirectory("no key directory configured".into()))?;
+        let bytes =
+            fetch_agreed(&self.http, &self.settings.directory_urls).await.map_err(|error| match error {
+                MirrorError::Unreachable { url, why } => TokenError::DirectoryUnreachable { url, why },
+                MirrorError::Disagree { first, second } => TokenError::DirectoryMismatch { first, second },
+                MirrorError::NoneConfigured => TokenError::BadDirectory("no key directory configured".into()),
+            })?;
         IssuerDirectory::parse(&bytes).map_err(|e| TokenError::BadDirectory(e.to_string()))
     }
 }

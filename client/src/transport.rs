@@ -5,6 +5,7 @@
 //! is refused. When the gateway answers that the key id is unknown (RFC 9458 §5.3, after a
 //! rotation), the transport fetches the keys again and retries once, without the user noticing.
 
+use crate::mirrors::{fetch_agreed, MirrorError};
 use std::fmt;
 use std::io::Cursor;
 use std::net::IpAddr;
@@ -133,19 +134,11 @@ impl Transport {
 
     /// Fetches `ohttp-keys` from every key URL and keeps them if all are the same bytes.
     pub async fn fetch_keys(&self) -> Result<Vec<u8>, TransportError> {
-        let mut agreed: Option<(String, Vec<u8>)> = None;
-        for url in &self.config.key_urls {
-            let bytes = self.fetch(url).await?;
-            match &agreed {
-                Some((first, seen)) if *seen != bytes => {
-                    return Err(TransportError::KeyMismatch { first: first.clone(), second: url.clone() })
-                }
-                Some(_) => {}
-                None => agreed = Some((url.clone(), bytes)),
-            }
-        }
-        let (_, keys) =
-            agreed.ok_or_else(|| TransportError::BadKeyConfig("no key directory configured".into()))?;
+        let keys = fetch_agreed(&self.http, &self.config.key_urls).await.map_err(|error| match error {
+            MirrorError::Unreachable { url, why } => TransportError::KeyDirectoryUnreachable { url, why },
+            MirrorError::Disagree { first, second } => TransportError::KeyMismatch { first, second },
+            MirrorError::NoneConfigured => TransportError::BadKeyConfig("no key directory configured".into()),
+        })?;
         let configs =
             ohttp::KeyConfig::decode_list(&keys).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
         if configs.is_empty() {
@@ -153,16 +146,6 @@ impl Transport {
         }
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
         Ok(keys)
-    }
-
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, TransportError> {
-        let unreachable = |why: String| TransportError::KeyDirectoryUnreachable { url: url.into(), why };
-        let answer = self.http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
-        if !answer.status().is_success() {
-            return Err(unreachable(format!("it answered {}", answer.status())));
-        }
-        let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-        Ok(bytes.to_vec())
     }
 
     async fn attempt(&self, keys: &[u8], request: &InnerRequest) -> Result<Attempt, TransportError> {
