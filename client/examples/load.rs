@@ -74,11 +74,26 @@ async fn run_stage(config: &DeviceConfig, dir: &Path, devices: usize, seconds: u
                 let result =
                     tokio::time::timeout(Duration::from_secs(120), device.summarize(None, chat.clone()))
                         .await;
-                let mut stats = stats.lock().unwrap();
-                match result {
-                    Ok(Ok(_)) => stats.latencies.push(one.elapsed()),
-                    Ok(Err(error)) => *stats.errors.entry(kind(&error)).or_default() += 1,
-                    Err(_) => *stats.errors.entry("no answer in 120 s".into()).or_default() += 1,
+                let failed = {
+                    let mut stats = stats.lock().unwrap();
+                    match result {
+                        Ok(Ok(_)) => {
+                            stats.latencies.push(one.elapsed());
+                            false
+                        }
+                        Ok(Err(error)) => {
+                            *stats.errors.entry(kind(&error)).or_default() += 1;
+                            true
+                        }
+                        Err(_) => {
+                            *stats.errors.entry("no answer in 120 s".into()).or_default() += 1;
+                            true
+                        }
+                    }
+                };
+                if failed {
+                    // As an app would: wait a little before trying again.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
             let _ = std::fs::remove_dir_all(&state);

@@ -81,7 +81,7 @@ impl Stack {
             .recorded()?
             .into_iter()
             .map(|(name, pid, _)| (name, pid))
-            .filter(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
+            .filter(|(_, pid)| alive(*pid))
             .collect();
         Some(alive)
     }
@@ -115,7 +115,7 @@ impl Stack {
             services.iter_mut().find(|(n, _, _)| n == name).with_context(|| format!("no service {name}"))?;
         let _ = Command::new("kill").args(["-9", &service.1.to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{}", service.1)).exists() && Instant::now() < deadline {
+        while alive(service.1) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let args: Vec<&str> = service.2.iter().map(String::as_str).collect();
@@ -183,7 +183,7 @@ impl Stack {
                 &root,
             ];
             if self.scripted {
-                args.extend(["--scripted", "--reply", "- (scripted) the picnic is on Saturday at 11"]);
+                args.extend(["--scripted", "--reply=- (scripted) the picnic is on Saturday at 11"]);
             }
             start(&name, &args)?;
         }
@@ -210,9 +210,7 @@ impl Stack {
             eprintln!("pp dev: stopped {name} (pid {pid})");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while running.iter().any(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
-            && Instant::now() < deadline
-        {
+        while running.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::fs::remove_file(self.pids())?;
@@ -228,7 +226,13 @@ impl Stack {
     fn spawn(&self, name: &str, args: &[&str]) -> Result<u32> {
         use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(self.log(name))?;
-        let child = Command::new(self.bin.join(args[0]))
+        let mut command = Command::new(self.bin.join(args[0]));
+        if name.starts_with("host-") {
+            // Two hosts share this machine's cores (each has its own CVM in production): OpenMP's
+            // spinning workers would starve each other, so they spin only briefly before sleeping.
+            command.env("GOMP_SPINCOUNT", "20000");
+        }
+        let child = command
             .args(&args[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -370,7 +374,9 @@ impl Stack {
         self.write(
             "relay.toml",
             &format!(
-                "listen = \"127.0.0.1:{}\"\ngateway_url = \"http://127.0.0.1:{}/gateway\"\n",
+                "listen = \"127.0.0.1:{}\"\ngateway_url = \"http://127.0.0.1:{}/gateway\"\n\
+                 # Development: every device here shares one address, so no per-address limit.\n\
+                 requests_per_minute = 100000000\n",
                 p.relay, p.gateway
             ),
         )?;
@@ -427,6 +433,14 @@ impl Stack {
     fn write(&self, name: &str, text: &str) -> Result<()> {
         std::fs::write(self.state.join(name), text).with_context(|| format!("writing {name}"))
     }
+}
+
+/// Whether a process runs (an exited child of ours that nobody reaped is a zombie: not running).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with(['Z', 'X'])))
+        .unwrap_or(false)
 }
 
 /// The port a service listens on.

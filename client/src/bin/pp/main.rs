@@ -67,7 +67,7 @@ enum Command {
         #[command(subcommand)]
         action: DevAction,
         /// Keys, configs, logs and the ledger of the stack.
-        #[arg(long, default_value = "target/dev")]
+        #[arg(long, default_value = "target/dev", global = true)]
         dir: PathBuf,
     },
     /// Everything in one go: start the stack, summarize and rewrite the examples, show the
