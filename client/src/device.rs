@@ -208,7 +208,7 @@ impl Device {
         ));
         transport.fetch_keys().await?;
         self.say("keys agree");
-        let now = unix_now();
+        let now = pp_vocab::unix_now();
         let supply = TokenSupply::new(self.config.tokens.clone(), &self.state_dir);
         let session = AttestedSession::new(&transport, &reference).with_progress(&*self.progress);
         let mut token = self.take_token(&supply, now).await?;
@@ -365,7 +365,7 @@ fn receipt(
         .unwrap_or_default();
     Receipt {
         number: 0,
-        time: unix_now(),
+        time: pp_vocab::unix_now(),
         feature: request.input.feature().into(),
         tee: match attestation.tee {
             TeeKind::SevSnp => "AMD SEV-SNP".into(),
@@ -387,8 +387,4 @@ fn receipt(
         relay: relay.into(),
         retried,
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -210,7 +210,7 @@ impl LedgerClient {
 
     /// Both notes, for whoever investigates the log operator.
     fn keep_split_view(&self, last: &VerifiedCheckpoint, offered: &VerifiedCheckpoint) {
-        let file = self.state_dir.join(format!("split-view-evidence-{}.txt", unix_now()));
+        let file = self.state_dir.join(format!("split-view-evidence-{}.txt", pp_vocab::unix_now()));
         let evidence =
             [b"accepted before:\n".as_slice(), &last.note, b"\noffered now:\n", &offered.note].concat();
         if let Err(e) = std::fs::write(&file, evidence) {
@@ -269,8 +269,4 @@ fn unreachable_or_mismatch(error: MirrorError) -> LedgerClientError {
 
 fn state_error(file: &Path, e: impl std::fmt::Display) -> LedgerClientError {
     LedgerClientError::State { file: file.display().to_string(), why: e.to_string() }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

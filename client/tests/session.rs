@@ -229,7 +229,7 @@ async fn the_wallet_refills_in_batches_and_never_hands_out_a_token_twice() {
     assert_eq!(supply.count().unwrap(), 0);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
-        let token = supply.take(pp_issuer::unix_now()).await.unwrap();
+        let token = supply.take(pp_vocab::unix_now()).await.unwrap();
         assert!(seen.insert(token.authorization), "a token was handed out twice");
     }
     // Batches of 4, refilled when none is left: 8 issued, 6 taken, 2 kept on the device.
@@ -239,7 +239,7 @@ async fn the_wallet_refills_in_batches_and_never_hands_out_a_token_twice() {
     assert_eq!(batches, 2, "{:?}", stack.issuer.log.lines());
 
     // A key the gateway no longer accepts: its tokens are dropped, the next take refills.
-    let key = supply.take(pp_issuer::unix_now()).await.unwrap().key_id;
+    let key = supply.take(pp_vocab::unix_now()).await.unwrap().key_id;
     supply.discard_key(&key).unwrap();
     assert_eq!(supply.count().unwrap(), 0);
 }
@@ -250,6 +250,6 @@ async fn a_wrong_account_credential_is_a_clear_error_on_the_device() {
     let mut settings = stack.token_settings();
     settings.account_credential = "pp-account-not-mine".into();
     let supply = pp_client::tokens::TokenSupply::new(settings, &stack.device_dir);
-    let error = supply.take(pp_issuer::unix_now()).await.unwrap_err();
+    let error = supply.take(pp_vocab::unix_now()).await.unwrap_err();
     assert_eq!(error, pp_client::tokens::TokenError::Unauthenticated);
 }

@@ -29,7 +29,7 @@ async fn run(count: usize) {
     let dir = std::env::temp_dir().join(format!("pp-token-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let now = pp_issuer::unix_now();
+    let now = pp_vocab::unix_now();
     let keys = IssuerKeyFile::generate(now, 3_600).unwrap();
     let mut accounts = AccountsFile::default();
     let credential = format!("Bearer {}", accounts.add("bench").unwrap());

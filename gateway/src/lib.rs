@@ -145,7 +145,7 @@ impl Gateway {
                 if let Err(why) = gateway.refresh_directory().await {
                     eprintln!("pp-gateway: keeping the current token keys: {why}");
                 }
-                if let Err(why) = gateway.redeemer.store().purge_expired(tokens::unix_now()).await {
+                if let Err(why) = gateway.redeemer.store().purge_expired(pp_vocab::unix_now()).await {
                     eprintln!("pp-gateway: could not purge expired spent tokens: {why}");
                 }
             }
@@ -228,7 +228,7 @@ impl Gateway {
         }
         if path == OPEN_PATH {
             let authorization = request.header().get(b"authorization");
-            if let Err(refusal) = self.redeemer.redeem(authorization, tokens::unix_now()).await {
+            if let Err(refusal) = self.redeemer.redeem(authorization, pp_vocab::unix_now()).await {
                 let mut answer = inner_error(401, &format!("{refusal}"));
                 answer.put_header(REFUSAL_HEADER, refusal.word());
                 return (refusal.word(), None, answer);

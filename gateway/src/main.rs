@@ -7,7 +7,7 @@ use pp_gateway::tokens::{fetch_directory, Redeemer, SpentStore, TokenConfig};
 use pp_gateway::{publish, serve, Gateway, GatewayConfig, LOG_FIELDS};
 use pp_vocab::log::{EventLog, StderrSink};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "pp-gateway", version, about = "The operator's Oblivious HTTP gateway")]
@@ -133,15 +133,12 @@ async fn open_redeemer(config: &TokenConfig) -> anyhow::Result<Redeemer> {
 /// Reloads (and republishes) the keys when the key file changes; a bad file is reported and
 /// the current keys stay.
 async fn reload_keys_on_change(gateway: std::sync::Arc<Gateway>, config: GatewayConfig) {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut seen: Option<SystemTime> = modified(&config.keys_file);
+    let mut watch = pp_vocab::config::FileWatch::new(&config.keys_file);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = modified(&config.keys_file);
-        if now == seen {
+        if !watch.changed() {
             continue;
         }
-        seen = now;
         match KeyFile::load(&config.keys_file).and_then(|file| KeySet::new(&file)) {
             Ok(keys) => {
                 if let Some(dir) = &config.publish_dir {

@@ -80,7 +80,10 @@ impl SpentStore {
         .map_err(|e| error(e.to_string()))?
         .map_err(error)?;
         let store = SpentStore::Embedded(Arc::new(db));
-        store.purge_expired(unix_now()).await.map_err(|why| StoreError { store: spec.into(), why })?;
+        store
+            .purge_expired(pp_vocab::unix_now())
+            .await
+            .map_err(|why| StoreError { store: spec.into(), why })?;
         Ok(store)
     }
 
@@ -216,10 +219,6 @@ pub fn embedded_len(db: &Database) -> Result<u64, String> {
 
 fn redis_key(nonce: &Nonce) -> String {
     format!("{REDIS_PREFIX}{}", hex::encode(nonce))
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The `privacypass` nonce store for one redemption: it knows when the token's key expires,

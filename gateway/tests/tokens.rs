@@ -41,7 +41,7 @@ async fn token_for(keys: &LiveKeys, issuer: &str, origin: &str) -> String {
     let challenge = pp_tokens::challenge(issuer, origin);
     let public = keys.keys()[0].pair.pk.clone();
     let (request, state) = TokenRequest::new(&mut DefaultRng, public, &challenge).unwrap();
-    let response = IssuerServer::new().issue_token_response(&keys.store(), request).await.unwrap();
+    let response = IssuerServer::new().issue_token_response(keys.store(), request).await.unwrap();
     pp_tokens::authorization(&response.issue_token(&state).unwrap())
 }
 

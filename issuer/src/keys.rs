@@ -135,7 +135,11 @@ impl IssuerKeyFile {
         }
         // Newest first, as the directory lists them.
         keys.reverse();
-        Ok(LiveKeys { keys })
+        let mut by_id = HashMap::new();
+        for key in &keys {
+            by_id.entry(truncated(&key_id(&key.pair.pk))).or_insert_with(|| key.pair.clone());
+        }
+        Ok(LiveKeys { keys, signing: SigningKeys(by_id) })
     }
 }
 
@@ -153,9 +157,10 @@ pub struct LiveKey {
     pub not_after: u64,
 }
 
-/// The keys that sign now, newest first.
+/// The keys that sign now, newest first, and the same keys by truncated id for signing.
 pub struct LiveKeys {
     keys: Vec<LiveKey>,
+    signing: SigningKeys,
 }
 
 impl LiveKeys {
@@ -164,7 +169,7 @@ impl LiveKeys {
     }
 
     fn truncated_ids(&self) -> Vec<TruncatedTokenKeyId> {
-        self.keys.iter().map(|key| truncated(&key_id(&key.pair.pk))).collect()
+        self.signing.0.keys().copied().collect()
     }
 
     /// What the key directory publishes (RFC 9578 §4).
@@ -180,12 +185,8 @@ impl LiveKeys {
     }
 
     /// The signing store the `privacypass` issuer reads (keys change by file, not through it).
-    pub fn store(&self) -> SigningKeys {
-        let mut by_id = HashMap::new();
-        for key in &self.keys {
-            by_id.entry(truncated(&key_id(&key.pair.pk))).or_insert_with(|| key.pair.clone());
-        }
-        SigningKeys(by_id)
+    pub fn store(&self) -> &SigningKeys {
+        &self.signing
     }
 }
 

@@ -191,11 +191,11 @@ impl Issuer {
         }
         // Everything checked: now the quota, all or nothing.
         let count = public.len() as u64;
-        let now = unix_now();
+        let now = pp_vocab::unix_now();
         self.quota.reserve(account, count, now)?;
         let mut responses = Vec::with_capacity(public.len());
         for request in public {
-            match IssuerServer::new().issue_token_response(&store, request).await {
+            match IssuerServer::new().issue_token_response(store, request).await {
                 Ok(response) => responses.push(response),
                 Err(_) => {
                     self.quota.refund(account, count, now)?;
@@ -213,13 +213,9 @@ fn truncated_key_id(request: &TokenRequest) -> Result<u8, IssueError> {
     bytes.get(2).copied().ok_or(IssueError::Malformed)
 }
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// Loads the live keys from the key file.
 pub fn load_keys(config: &IssuerConfig) -> anyhow::Result<LiveKeys> {
-    Ok(IssuerKeyFile::load(&config.keys_file)?.live(unix_now())?)
+    Ok(IssuerKeyFile::load(&config.keys_file)?.live(pp_vocab::unix_now())?)
 }
 
 /// Writes the directory where the key directory serves it from.

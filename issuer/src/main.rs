@@ -4,10 +4,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pp_issuer::accounts::AccountsFile;
 use pp_issuer::keys::IssuerKeyFile;
-use pp_issuer::{load_keys, publish, serve, unix_now, Issuer, IssuerConfig, LOG_FIELDS};
+use pp_issuer::{load_keys, publish, serve, Issuer, IssuerConfig, LOG_FIELDS};
 use pp_vocab::log::{EventLog, StderrSink};
+use pp_vocab::unix_now;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "pp-issuer", version, about = "The Privacy Pass token issuer")]
@@ -137,15 +138,12 @@ async fn serve_issuer(config_file: &Path) -> anyhow::Result<()> {
 /// Reloads (and republishes) the keys when the key file changes; a bad file is reported and
 /// the current keys stay.
 async fn reload_keys_on_change(issuer: std::sync::Arc<Issuer>, config: IssuerConfig) {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut seen: Option<SystemTime> = modified(&config.keys_file);
+    let mut watch = pp_vocab::config::FileWatch::new(&config.keys_file);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = modified(&config.keys_file);
-        if now == seen {
+        if !watch.changed() {
             continue;
         }
-        seen = now;
         match load_keys(&config) {
             Ok(keys) => {
                 if let Some(dir) = &config.publish_dir {

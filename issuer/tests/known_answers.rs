@@ -52,7 +52,7 @@ async fn rfc9578_type2_issuance_reproduces_every_vector() {
         let (request, state) = TokenRequest::new(&mut rng, published.key.clone(), &challenge).unwrap();
         assert_eq!(request.tls_serialize_detached().unwrap(), bytes(&vector, "token_request"));
 
-        let response = IssuerServer::new().issue_token_response(&live.store(), request).await.unwrap();
+        let response = IssuerServer::new().issue_token_response(live.store(), request).await.unwrap();
         assert_eq!(response.tls_serialize_detached().unwrap(), bytes(&vector, "token_response"));
 
         let token = response.issue_token(&state).unwrap();

@@ -46,7 +46,7 @@ async fn start(name: &str) -> Running {
         max_batch: MAX_BATCH,
     };
     let live =
-        IssuerKeyFile::generate(pp_issuer::unix_now(), 3_600).unwrap().live(pp_issuer::unix_now()).unwrap();
+        IssuerKeyFile::generate(pp_vocab::unix_now(), 3_600).unwrap().live(pp_vocab::unix_now()).unwrap();
     let key = live.directory("unused").public_keys().unwrap().remove(0);
     let log = Arc::new(MemorySink::default());
     let issuer =
@@ -142,7 +142,7 @@ async fn bad_requests_are_refused_each_with_its_reason_and_cost_no_quota() {
     let (status, _) = issuer.post_batch(vec![7; 1 << 20]).await;
     assert_eq!(status, 413);
     let stranger =
-        IssuerKeyFile::generate(pp_issuer::unix_now(), 60).unwrap().live(pp_issuer::unix_now()).unwrap();
+        IssuerKeyFile::generate(pp_vocab::unix_now(), 60).unwrap().live(pp_vocab::unix_now()).unwrap();
     let stranger_key = stranger.directory("unused").public_keys().unwrap().remove(0);
     if stranger_key.id[31] != issuer.key.id[31] {
         let (status, text) = issuer.post_batch(batch(&stranger_key, 1).0).await;

@@ -24,6 +24,32 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigEr
     toml::from_str(text).map_err(|e| ConfigError::Invalid { file: file.into(), message: e.to_string() })
 }
 
+/// Tells when a file changed (by its modification time): services reload their key files
+/// without a restart.
+pub struct FileWatch {
+    path: PathBuf,
+    seen: Option<std::time::SystemTime>,
+}
+
+impl FileWatch {
+    /// Watches `path` from its current state.
+    pub fn new(path: &Path) -> Self {
+        FileWatch { path: path.into(), seen: modified(path) }
+    }
+
+    /// True once after each change since the last call.
+    pub fn changed(&mut self) -> bool {
+        let now = modified(&self.path);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +68,19 @@ mod tests {
         assert!(unknown.to_string().contains("relay.toml") && unknown.to_string().contains("listen_port"));
         let missing = parse::<Example>("", Path::new("relay.toml")).unwrap_err();
         assert!(missing.to_string().contains("listen"), "{missing}");
+    }
+
+    #[test]
+    fn a_watch_sees_each_change_once() {
+        let path = std::env::temp_dir().join(format!("pp-watch-{}", std::process::id()));
+        std::fs::write(&path, "one").unwrap();
+        let mut watch = FileWatch::new(&path);
+        assert!(!watch.changed());
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+        assert!(watch.changed());
+        assert!(!watch.changed());
+        std::fs::remove_file(&path).unwrap();
+        assert!(watch.changed(), "a file that goes away is a change too");
     }
 }

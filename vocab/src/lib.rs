@@ -29,3 +29,9 @@ pub mod session;
 pub mod tokens;
 
 pub use digest::Sha256;
+
+/// Seconds since the Unix epoch (0 if the clock is before it): the time every party stamps and
+/// compares (token key lifetimes, quota windows, cosignatures, receipts).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

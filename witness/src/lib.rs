@@ -200,7 +200,7 @@ impl Witness {
 
     /// A fork is evidence against the log operator: keep the note that showed it.
     fn keep_evidence(&self, origin: &str, note: &[u8]) {
-        let name = format!("fork-evidence-{}-{}.txt", origin.replace('/', "_"), unix_now());
+        let name = format!("fork-evidence-{}-{}.txt", origin.replace('/', "_"), pp_vocab::unix_now());
         let path = self.state_file.with_file_name(name);
         if let Err(e) = std::fs::write(&path, note) {
             eprintln!("pp-witness: could not keep fork evidence in {}: {e}", path.display());
@@ -210,10 +210,6 @@ impl Witness {
 
 fn encode(hash: ledger::TreeHash) -> String {
     ledger::encode_hashes(&[hash]).remove(0)
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Reads the witness's secret key file (hex).
@@ -241,7 +237,7 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Body) -> Resp
     let Ok(body) = to_bytes(body, 64 * 1024).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "the request is over 64 KiB\n").into_response();
     };
-    let result = witness.add_checkpoint(&body, unix_now());
+    let result = witness.add_checkpoint(&body, pp_vocab::unix_now());
     let (word, response) = match result {
         Ok(line) => {
             ("cosigned", ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response())

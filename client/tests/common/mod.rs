@@ -143,9 +143,9 @@ pub async fn start_issuer(dir: PathBuf, keydir: PathBuf) -> TestIssuer {
         window_secs: 3_600,
         max_batch: 32,
     };
-    let keys = IssuerKeyFile::generate(pp_issuer::unix_now(), 3_600).unwrap();
+    let keys = IssuerKeyFile::generate(pp_vocab::unix_now(), 3_600).unwrap();
     keys.save(&config.keys_file).unwrap();
-    let live = keys.live(pp_issuer::unix_now()).unwrap();
+    let live = keys.live(pp_vocab::unix_now()).unwrap();
     pp_issuer::publish(&live.directory(&config.request_uri), &keydir).unwrap();
     let log = Arc::new(MemorySink::default());
     let events = EventLog::new(pp_issuer::LOG_FIELDS, Box::new(log.clone()));
@@ -159,7 +159,7 @@ impl TestIssuer {
     pub fn change_keys(&self, change: impl FnOnce(&mut pp_issuer::keys::IssuerKeyFile)) {
         let mut keys = self.keys.lock().unwrap();
         change(&mut keys);
-        let live = keys.live(pp_issuer::unix_now()).unwrap();
+        let live = keys.live(pp_vocab::unix_now()).unwrap();
         self.issuer.set_keys(live);
         pp_issuer::publish(&self.issuer.directory(), &self.keydir).unwrap();
     }
@@ -342,7 +342,7 @@ impl Stack {
 
     /// One token for a session.
     pub async fn token(&self) -> SpendableToken {
-        self.tokens().take(pp_issuer::unix_now()).await.unwrap()
+        self.tokens().take(pp_vocab::unix_now()).await.unwrap()
     }
 
     /// Makes a host fail its health checks.
