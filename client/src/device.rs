@@ -29,10 +29,10 @@ use crate::receipts::{LedgerEvidence, Receipt, ReceiptError, Receipts};
 use crate::session::{AttestedSession, SessionError, Verified};
 use crate::settings::{Refusal as SettingsRefusal, Settings, SettingsError};
 use crate::tokens::{SpendableToken, TokenError, TokenSettings, TokenSupply};
-use crate::transport::{Transport, TransportConfig, TransportError};
+use crate::transport::{KeysSource, Transport, TransportConfig, TransportError};
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
-use pp_attestation::{ReferenceValues, TeeKind};
+use pp_attestation::{AttestationError, ReferenceValues, TeeKind};
 use pp_vocab::config::ConfigError;
 use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, FeatureResponse, Options, Style};
@@ -40,7 +40,8 @@ use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// `device.toml` (every key: `client/device.example.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -107,13 +108,45 @@ pub struct Device {
     state_dir: PathBuf,
     settings: Settings,
     progress: Progress,
+    /// Kept across requests: the gateway's keys and the ledger view are reused while the key
+    /// directory says they are fresh, and connections stay open.
+    transport: Transport,
+    ledger: Option<LedgerClient>,
+    view: Mutex<Option<(ReleaseView, Instant)>>,
+    tokens: TokenSupply,
+}
+
+/// The ledger view a request trusts, and whether it was checked before this request.
+struct TrustedView {
+    view: ReleaseView,
+    reused: bool,
 }
 
 impl Device {
     /// The device with its state (settings, tokens, ledger view, receipts) in `state_dir`.
     pub fn open(config: DeviceConfig, state_dir: &Path) -> Result<Self, DeviceError> {
         let settings = Settings::load(state_dir)?;
-        Ok(Device { config, state_dir: state_dir.to_path_buf(), settings, progress: Box::new(|_| {}) })
+        let transport = Transport::new(TransportConfig {
+            relay_url: config.relay_url.clone(),
+            key_urls: config.key_urls.clone(),
+            local_address: None,
+            timeout: Duration::from_secs(300),
+        });
+        let ledger = match &config.ledger {
+            Some(settings) => Some(LedgerClient::new(settings.clone(), state_dir)?),
+            None => None,
+        };
+        let tokens = TokenSupply::new(config.tokens.clone(), state_dir);
+        Ok(Device {
+            config,
+            state_dir: state_dir.to_path_buf(),
+            settings,
+            progress: Box::new(|_| {}),
+            transport,
+            ledger,
+            view: Mutex::new(None),
+            tokens,
+        })
     }
 
     /// Called with one line per phase as it happens (the `pp` command prints them).
@@ -181,63 +214,63 @@ impl Device {
     ) -> Result<Outcome, DeviceError> {
         // Before any network call: the user's choices.
         self.settings.check(chat)?;
-        let mut reference = self.pinned_reference_values()?;
-        let view = match &self.config.ledger {
-            Some(ledger) => {
-                let view = self.releases_from_ledger(ledger).await?;
-                reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
-                reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
-                Some(view)
-            }
-            None => {
-                self.say(
-                    "WARNING: no transparency ledger configured; trusting the releases pinned in the config",
-                );
-                None
-            }
-        };
-        let transport = Transport::new(TransportConfig {
-            relay_url: self.config.relay_url.clone(),
-            key_urls: self.config.key_urls.clone(),
-            local_address: None,
-            timeout: Duration::from_secs(300),
-        });
-        self.say(&format!(
-            "fetching the gateway's keys from {} key directory mirror(s)…",
-            self.config.key_urls.len()
-        ));
-        transport.fetch_keys().await?;
-        self.say("keys agree");
+        let pinned = self.pinned_reference_values()?;
+        let mut trusted = self.trusted_view(false).await?;
+        self.ready_keys().await?;
         let now = pp_vocab::unix_now();
-        let supply = TokenSupply::new(self.config.tokens.clone(), &self.state_dir);
-        let session = AttestedSession::new(&transport, &reference).with_progress(&*self.progress);
-        let mut token = self.take_token(&supply, now).await?;
+        let mut token = self.take_token(now).await?;
         self.say(&format!("opening an attested session through the relay {}…", self.config.relay_url));
+        let reference = reference_values(&pinned, trusted.as_ref());
+        let first = self.session(&reference).request(request, &token, now as i64).await;
         let mut retried = false;
-        let (response, verified) = match session.request(request, &token, now as i64).await {
-            Err(error) if worth_one_retry(&error) => {
+        let (response, verified) = match first {
+            Err(error) if worth_one_retry(&error, trusted.as_ref()) => {
                 self.say(&format!("{error}; retrying once in a fresh session with a fresh token"));
                 if let SessionError::TokenRefused(Refusal::UnknownKey | Refusal::ExpiredKey) = error {
-                    supply.discard_key(&token.key_id)?;
+                    self.tokens.discard_key(&token.key_id).await?;
                 }
-                token = self.take_token(&supply, now).await?;
+                if let SessionError::Attestation(_) = error {
+                    trusted = self.trusted_view(true).await?;
+                }
+                token = self.take_token(now).await?;
                 retried = true;
-                session.request(request, &token, now as i64).await?
+                let reference = reference_values(&pinned, trusted.as_ref());
+                self.session(&reference).request(request, &token, now as i64).await?
             }
             other => other?,
         };
-        self.report_attestation(&verified, view.as_ref());
+        let view = trusted.as_ref().map(|trusted| &trusted.view);
+        self.report_attestation(&verified, view);
         self.say(&format!(
             "answer received ({} prompt + {} generated tokens)",
             response.prompt_tokens, response.completion_tokens
         ));
-        let receipt = receipt(request, &verified, view.as_ref(), &token, &self.config.relay_url, retried);
+        let receipt = receipt(request, &verified, view, &token, &self.config.relay_url, retried);
         let receipt = self.receipts().save(receipt)?;
         self.say(&format!(
             "privacy receipt #{} kept on this device (`pp receipts show {}`)",
             receipt.number, receipt.number
         ));
         Ok(Outcome { response, receipt })
+    }
+
+    fn session<'a>(&'a self, reference: &'a ReferenceValues) -> AttestedSession<'a> {
+        AttestedSession::new(&self.transport, reference).with_progress(&*self.progress)
+    }
+
+    /// The gateway's keys: the agreed set held while fresh, else fetched from every mirror.
+    async fn ready_keys(&self) -> Result<(), DeviceError> {
+        let mirrors = self.config.key_urls.len();
+        match self.transport.ready_keys().await? {
+            KeysSource::Fetched => {
+                self.say(&format!("gateway keys fetched from {mirrors} key directory mirror(s); they agree"))
+            }
+            KeysSource::Reused(left) => self.say(&format!(
+                "gateway keys: reusing the set {mirrors} mirror(s) agreed on (fresh for {} s more)",
+                left.as_secs()
+            )),
+        }
+        Ok(())
     }
 
     fn say(&self, line: &str) {
@@ -261,14 +294,34 @@ impl Device {
         }
     }
 
-    /// The releases proven in the ledger.
-    async fn releases_from_ledger(&self, settings: &LedgerSettings) -> Result<ReleaseView, DeviceError> {
+    /// The releases proven in the ledger: the view checked before while its checkpoint is fresh
+    /// (and `refresh` is not asked), else checked anew. `None` without a ledger.
+    async fn trusted_view(&self, refresh: bool) -> Result<Option<TrustedView>, DeviceError> {
+        let Some(ledger) = &self.ledger else {
+            self.say(
+                "WARNING: no transparency ledger configured; trusting the releases pinned in the config",
+            );
+            return Ok(None);
+        };
+        let held = self.view.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((view, until)) = held.filter(|_| !refresh) {
+            if let Some(left) = until.checked_duration_since(Instant::now()) {
+                self.say(&format!(
+                    "transparency ledger: reusing the view of checkpoint size {} (fresh for {} s more); releases {} only",
+                    view.checkpoint.size,
+                    left.as_secs(),
+                    release_indexes(&view)
+                ));
+                return Ok(Some(TrustedView { view, reused: true }));
+            }
+        }
+        let settings = ledger.settings();
         self.say(&format!(
             "checking the transparency ledger {} (checkpoint from {} mirror(s))…",
             settings.origin,
             settings.checkpoint_urls.len()
         ));
-        let view = LedgerClient::new(settings.clone(), &self.state_dir)?.current().await?;
+        let view = ledger.current().await?;
         let checkpoint = &view.checkpoint;
         self.say(&format!(
             "  checkpoint size {} signed by the log, cosigned by {} of {} required witnesses ({}), consistent with the last one seen",
@@ -277,24 +330,26 @@ impl Device {
             settings.quorum,
             checkpoint.witnesses.join(", ")
         ));
-        let indexes: Vec<String> = view.releases.iter().map(|r| r.index.to_string()).collect();
         self.say(&format!(
             "  releases {} proven included; only these may serve this device",
-            indexes.join(", ")
+            release_indexes(&view)
         ));
-        Ok(view)
+        let until = Instant::now() + view.fresh_for;
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some((view.clone(), until));
+        Ok(Some(TrustedView { view, reused: false }))
     }
 
     /// One token from the wallet, asking the issuer for a batch when it runs low.
-    async fn take_token(&self, supply: &TokenSupply, now: u64) -> Result<SpendableToken, DeviceError> {
-        let held = supply.count()?;
+    async fn take_token(&self, now: u64) -> Result<SpendableToken, DeviceError> {
+        let supply = &self.tokens;
+        let held = supply.count().await?;
         if held < self.config.tokens.refill_below.max(1) {
             self.say(&format!(
                 "{held} anonymous token(s) left; asking the issuer for a batch (blinded: it cannot recognize them later)…"
             ));
         }
         let token = supply.take(now).await?;
-        self.say(&format!("spending one anonymous token ({} left on this device)", supply.count()?));
+        self.say(&format!("spending one anonymous token ({} left on this device)", supply.count().await?));
         Ok(token)
     }
 
@@ -329,15 +384,34 @@ impl Device {
 }
 
 /// A failure that a fresh session may not meet: the token was refused as spent or under a
-/// retired key, or the host went away mid-request (the gateway routes the new session to another).
-fn worth_one_retry(error: &SessionError) -> bool {
+/// retired key, the host went away mid-request (the gateway routes the new session to another),
+/// or the host runs a release newer than the ledger view this device reused (the view is checked
+/// anew for the retry).
+fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool {
     match error {
         SessionError::TokenRefused(refusal) => {
             matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
         }
         SessionError::Host { status, .. } => *status >= 500,
+        SessionError::Attestation(
+            AttestationError::UnknownLaunchMeasurement(_) | AttestationError::UnknownManifest(_),
+        ) => trusted.is_some_and(|trusted| trusted.reused),
         _ => false,
     }
+}
+
+/// The pinned values, with the ledger's releases as the only accepted ones when there is a ledger.
+fn reference_values(pinned: &ReferenceValues, trusted: Option<&TrustedView>) -> ReferenceValues {
+    let mut reference = pinned.clone();
+    if let Some(TrustedView { view, .. }) = trusted {
+        reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
+        reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+    }
+    reference
+}
+
+fn release_indexes(view: &ReleaseView) -> String {
+    view.releases.iter().map(|r| r.index.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn ledger_entry(

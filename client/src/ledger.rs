@@ -8,7 +8,7 @@
 //! each with an inclusion proof under that checkpoint; their launch measurements and manifest
 //! digests are the only ones attestation accepts.
 
-use crate::mirrors::{fetch, fetch_agreed, MirrorError};
+use crate::mirrors::{fetch, fetch_agreed, Agreed, MirrorError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pp_vocab::ledger::{
@@ -72,6 +72,8 @@ pub struct VerifiedRelease {
 pub struct ReleaseView {
     pub checkpoint: VerifiedCheckpoint,
     pub releases: Vec<VerifiedRelease>,
+    /// How long the key directory lets the checkpoint be reused (its `Cache-Control`).
+    pub fresh_for: Duration,
 }
 
 pub struct LedgerClient {
@@ -92,10 +94,14 @@ impl LedgerClient {
         Ok(LedgerClient { settings, policy, http, state_dir: state_dir.to_path_buf() })
     }
 
+    pub fn settings(&self) -> &LedgerSettings {
+        &self.settings
+    }
+
     /// The releases the device may trust now (fails closed on any doubt).
     pub async fn current(&self) -> Result<ReleaseView, LedgerClientError> {
-        let note = self.fetch_checkpoint().await?;
-        let checkpoint = self.policy.verify_checkpoint(&note)?;
+        let published = self.fetch_checkpoint().await?;
+        let checkpoint = self.policy.verify_checkpoint(&published.bytes)?;
         self.accept(&checkpoint).await?;
         let size = checkpoint.size;
         if size == 0 {
@@ -119,7 +125,7 @@ impl LedgerClient {
             .zip(&wanted)
             .map(|(entry, &index)| verify_entry(entry, index, &checkpoint))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ReleaseView { checkpoint, releases })
+        Ok(ReleaseView { checkpoint, releases, fresh_for: published.fresh_for })
     }
 
     async fn entry(
@@ -218,7 +224,7 @@ impl LedgerClient {
         }
     }
 
-    async fn fetch_checkpoint(&self) -> Result<Vec<u8>, LedgerClientError> {
+    async fn fetch_checkpoint(&self) -> Result<Agreed, LedgerClientError> {
         fetch_agreed(&self.http, &self.settings.checkpoint_urls).await.map_err(unreachable_or_mismatch)
     }
 

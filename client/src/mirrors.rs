@@ -2,6 +2,11 @@
 //! mirror of the key directory. Everyone must get the same bytes: a file that not every mirror
 //! serves could single this device out, so any difference is refused.
 
+use std::time::Duration;
+
+/// Reuse a published file at most this long, whatever a mirror's `Cache-Control` says.
+pub const MAX_REUSE: Duration = Duration::from_secs(3600);
+
 /// Why the mirrors gave no agreed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorError {
@@ -10,28 +15,77 @@ pub enum MirrorError {
     NoneConfigured,
 }
 
+/// A file every mirror served alike, and how long it may be reused: the shortest
+/// `Cache-Control: max-age` among the mirrors (none given: not at all), at most [`MAX_REUSE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreed {
+    pub bytes: Vec<u8>,
+    pub fresh_for: Duration,
+}
+
 /// The bytes every URL in `urls` serves, if they are all the same.
-pub async fn fetch_agreed(http: &reqwest::Client, urls: &[String]) -> Result<Vec<u8>, MirrorError> {
-    let mut agreed: Option<(&String, Vec<u8>)> = None;
+pub async fn fetch_agreed(http: &reqwest::Client, urls: &[String]) -> Result<Agreed, MirrorError> {
+    let mut agreed: Option<(&String, Agreed)> = None;
     for url in urls {
-        let bytes = fetch(http, url).await?;
-        match &agreed {
-            Some((first, seen)) if *seen != bytes => {
+        let (bytes, fresh_for) = fetch_with_age(http, url).await?;
+        match &mut agreed {
+            Some((first, seen)) if seen.bytes != bytes => {
                 return Err(MirrorError::Disagree { first: first.to_string(), second: url.clone() })
             }
-            Some(_) => {}
-            None => agreed = Some((url, bytes)),
+            Some((_, seen)) => seen.fresh_for = seen.fresh_for.min(fresh_for),
+            None => agreed = Some((url, Agreed { bytes, fresh_for })),
         }
     }
-    agreed.map(|(_, bytes)| bytes).ok_or(MirrorError::NoneConfigured)
+    agreed.map(|(_, agreed)| agreed).ok_or(MirrorError::NoneConfigured)
 }
 
 /// One GET that must answer 2xx.
 pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, MirrorError> {
+    Ok(fetch_with_age(http, url).await?.0)
+}
+
+async fn fetch_with_age(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Duration), MirrorError> {
     let unreachable = |why: String| MirrorError::Unreachable { url: url.into(), why };
     let answer = http.get(url).send().await.map_err(|e| unreachable(e.to_string()))?;
     if !answer.status().is_success() {
         return Err(unreachable(format!("it answered {}", answer.status())));
     }
-    Ok(answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec())
+    let fresh_for = answer
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+        .map(max_age)
+        .unwrap_or_default();
+    let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec();
+    Ok((bytes, fresh_for))
+}
+
+/// The `max-age` of a `Cache-Control` value (RFC 9111 §5.2.2.1); zero when the response may
+/// not be reused without checking (`no-cache`, `no-store`) or says nothing.
+fn max_age(cache_control: &str) -> Duration {
+    let mut max_age = None;
+    for directive in cache_control.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+        if directive == "no-cache" || directive == "no-store" {
+            return Duration::ZERO;
+        }
+        if let Some(seconds) = directive.strip_prefix("max-age=") {
+            max_age = seconds.trim_matches('"').parse::<u64>().ok();
+        }
+    }
+    max_age.map(Duration::from_secs).unwrap_or_default().min(MAX_REUSE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_bounded_and_overruled_by_no_cache() {
+        assert_eq!(max_age("public, max-age=300"), Duration::from_secs(300));
+        assert_eq!(max_age("max-age=\"60\""), Duration::from_secs(60));
+        assert_eq!(max_age("public, max-age=99999999"), MAX_REUSE);
+        assert_eq!(max_age("max-age=300, no-cache"), Duration::ZERO);
+        assert_eq!(max_age("public"), Duration::ZERO);
+        assert_eq!(max_age("max-age=soon"), Duration::ZERO);
+    }
 }

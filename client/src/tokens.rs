@@ -116,11 +116,13 @@ impl Wallet {
     }
 }
 
-/// The device's token supply.
+/// The device's token supply. The wallet is read from its file once and written back after
+/// every change.
 pub struct TokenSupply {
     settings: TokenSettings,
     dir: PathBuf,
     http: reqwest::Client,
+    wallet: tokio::sync::Mutex<Option<Wallet>>,
 }
 
 impl TokenSupply {
@@ -130,19 +132,29 @@ impl TokenSupply {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("a plain HTTP client builds");
-        TokenSupply { settings, dir: state_dir.to_path_buf(), http }
+        TokenSupply { settings, dir: state_dir.to_path_buf(), http, wallet: Default::default() }
+    }
+
+    /// The wallet, read from its file the first time.
+    async fn wallet(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Wallet>>, TokenError> {
+        let mut wallet = self.wallet.lock().await;
+        if wallet.is_none() {
+            *wallet = Some(Wallet::load(&self.dir)?);
+        }
+        Ok(wallet)
     }
 
     /// How many unspent tokens the device holds.
-    pub fn count(&self) -> Result<usize, TokenError> {
-        Ok(Wallet::load(&self.dir)?.tokens.len())
+    pub async fn count(&self) -> Result<usize, TokenError> {
+        Ok(self.wallet().await?.as_ref().map_or(0, |wallet| wallet.tokens.len()))
     }
 
     /// One token to spend, removed from the wallet before it is returned (a token is never
     /// offered twice). Refills first when the wallet runs low; a failed refill only matters when
     /// the wallet is empty.
     pub async fn take(&self, now: u64) -> Result<SpendableToken, TokenError> {
-        let mut wallet = Wallet::load(&self.dir)?;
+        let mut held = self.wallet().await?;
+        let wallet = held.get_or_insert_with(Wallet::default);
         wallet.tokens.retain(|token| token.not_after > now);
         if wallet.tokens.len() < self.settings.refill_below.max(1) {
             match self.issue(now).await {
@@ -157,8 +169,9 @@ impl TokenSupply {
     }
 
     /// Drops every token under `key_id` (the gateway no longer accepts that key).
-    pub fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
-        let mut wallet = Wallet::load(&self.dir)?;
+    pub async fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
+        let mut held = self.wallet().await?;
+        let wallet = held.get_or_insert_with(Wallet::default);
         wallet.tokens.retain(|token| token.key_id != key_id);
         wallet.save(&self.dir)
     }
@@ -220,13 +233,13 @@ impl TokenSupply {
 
     /// The issuer directory from every mirror, if all serve the same bytes.
     pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
-        let bytes =
+        let agreed =
             fetch_agreed(&self.http, &self.settings.directory_urls).await.map_err(|error| match error {
                 MirrorError::Unreachable { url, why } => TokenError::DirectoryUnreachable { url, why },
                 MirrorError::Disagree { first, second } => TokenError::DirectoryMismatch { first, second },
                 MirrorError::NoneConfigured => TokenError::BadDirectory("no key directory configured".into()),
             })?;
-        IssuerDirectory::parse(&bytes).map_err(|e| TokenError::BadDirectory(e.to_string()))
+        IssuerDirectory::parse(&agreed.bytes).map_err(|e| TokenError::BadDirectory(e.to_string()))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The gateway's key configuration comes from the key directory. Every mirror given must serve
 //! the same bytes: a key that not everybody sees could single this device out, so a difference
-//! is refused. When the gateway answers that the key id is unknown (RFC 9458 §5.3, after a
+//! is refused. The agreed keys are reused for as long as the key directory's `Cache-Control`
+//! allows. When the gateway answers that the key id is unknown (RFC 9458 §5.3, after a
 //! rotation), the transport fetches the keys again and retries once, without the user noticing.
 
 use crate::mirrors::{fetch_agreed, MirrorError};
@@ -10,7 +11,7 @@ use std::fmt;
 use std::io::Cursor;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, RELAY_REFUSAL_HEADER, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 
@@ -93,8 +94,17 @@ pub struct TransportConfig {
 pub struct Transport {
     config: TransportConfig,
     http: reqwest::Client,
-    /// The encoded key configuration list last fetched.
-    keys: Mutex<Option<Vec<u8>>>,
+    /// The encoded key configuration list last fetched, and until when it may be reused.
+    keys: Mutex<Option<(Vec<u8>, Instant)>>,
+}
+
+/// Where the keys for the next request come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysSource {
+    /// Fetched just now from every mirror.
+    Fetched,
+    /// Fetched before; fresh for this much longer.
+    Reused(Duration),
 }
 
 enum Attempt {
@@ -116,7 +126,7 @@ impl Transport {
     /// again (once) if the gateway says they were rotated.
     pub async fn send(&self, request: &InnerRequest) -> Result<InnerResponse, TransportError> {
         for _ in 0..2 {
-            let keys = match self.cached_keys() {
+            let keys = match self.fresh_keys() {
                 Some(keys) => keys,
                 None => self.fetch_keys().await?,
             };
@@ -128,24 +138,40 @@ impl Transport {
         Err(TransportError::KeyRotated)
     }
 
-    fn cached_keys(&self) -> Option<Vec<u8>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Makes sure the next request has keys: the ones held while they are fresh, else fetched.
+    pub async fn ready_keys(&self) -> Result<KeysSource, TransportError> {
+        if let Some(left) = self.keys_fresh_for() {
+            return Ok(KeysSource::Reused(left));
+        }
+        self.fetch_keys().await?;
+        Ok(KeysSource::Fetched)
+    }
+
+    fn keys_fresh_for(&self) -> Option<Duration> {
+        let held = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref().and_then(|(_, until)| until.checked_duration_since(Instant::now()))
+    }
+
+    fn fresh_keys(&self) -> Option<Vec<u8>> {
+        let held = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref().filter(|(_, until)| Instant::now() < *until).map(|(keys, _)| keys.clone())
     }
 
     /// Fetches `ohttp-keys` from every key URL and keeps them if all are the same bytes.
     pub async fn fetch_keys(&self) -> Result<Vec<u8>, TransportError> {
-        let keys = fetch_agreed(&self.http, &self.config.key_urls).await.map_err(|error| match error {
+        let agreed = fetch_agreed(&self.http, &self.config.key_urls).await.map_err(|error| match error {
             MirrorError::Unreachable { url, why } => TransportError::KeyDirectoryUnreachable { url, why },
             MirrorError::Disagree { first, second } => TransportError::KeyMismatch { first, second },
             MirrorError::NoneConfigured => TransportError::BadKeyConfig("no key directory configured".into()),
         })?;
-        let configs =
-            ohttp::KeyConfig::decode_list(&keys).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+        let configs = ohttp::KeyConfig::decode_list(&agreed.bytes)
+            .map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
         if configs.is_empty() {
             return Err(TransportError::BadKeyConfig("the list is empty".into()));
         }
-        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
-        Ok(keys)
+        let until = Instant::now() + agreed.fresh_for;
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((agreed.bytes.clone(), until));
+        Ok(agreed.bytes)
     }
 
     async fn attempt(&self, keys: &[u8], request: &InnerRequest) -> Result<Attempt, TransportError> {

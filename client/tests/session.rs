@@ -226,22 +226,22 @@ async fn what_the_issuer_records_shares_nothing_with_what_the_gateway_records() 
 async fn the_wallet_refills_in_batches_and_never_hands_out_a_token_twice() {
     let stack = start_with_hosts(vec![], |_| {}).await;
     let supply = stack.tokens();
-    assert_eq!(supply.count().unwrap(), 0);
+    assert_eq!(supply.count().await.unwrap(), 0);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
         let token = supply.take(pp_vocab::unix_now()).await.unwrap();
         assert!(seen.insert(token.authorization), "a token was handed out twice");
     }
     // Batches of 4, refilled when none is left: 8 issued, 6 taken, 2 kept on the device.
-    assert_eq!(supply.count().unwrap(), 2);
+    assert_eq!(supply.count().await.unwrap(), 2);
     let batches =
         stack.issuer.log.lines().iter().filter(|line| line.contains("outcome=issued count=4")).count();
     assert_eq!(batches, 2, "{:?}", stack.issuer.log.lines());
 
     // A key the gateway no longer accepts: its tokens are dropped, the next take refills.
     let key = supply.take(pp_vocab::unix_now()).await.unwrap().key_id;
-    supply.discard_key(&key).unwrap();
-    assert_eq!(supply.count().unwrap(), 0);
+    supply.discard_key(&key).await.unwrap();
+    assert_eq!(supply.count().await.unwrap(), 0);
 }
 
 #[tokio::test]
