@@ -200,14 +200,43 @@ fn check_validity(cert: &Certificate, which: Cert, now: i64) -> Result<(), SnpEr
 
 /// ECDSA P-384 with SHA-384 over the report's first 0x2a0 bytes, as they arrived.
 fn verify_signature(report: &[u8], parsed: &AttestationReport, vcek: &Certificate) -> Result<(), SnpError> {
-    use p384::ecdsa::signature::DigestVerifier;
-    use sha2::Digest;
-    let signature =
-        p384::ecdsa::Signature::try_from(&parsed.signature).map_err(|_| SnpError::ReportSignature)?;
-    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vcek.public_key_sec1())
-        .map_err(|e| SnpError::MalformedCertificate(Cert::Vcek, e.to_string()))?;
-    let digest = sha2::Sha384::new_with_prefix(&report[..SIGNED_BYTES]);
-    key.verify_digest(digest, &signature).map_err(|_| SnpError::ReportSignature)
+    let key = vcek.public_key_sec1();
+    if key.len() != 97 || key[0] != 0x04 {
+        return Err(SnpError::MalformedCertificate(Cert::Vcek, "not an uncompressed P-384 key".into()));
+    }
+    signed_by(report, parsed, key).then_some(()).ok_or(SnpError::ReportSignature)
+}
+
+/// Whether `report` carries a valid ECDSA P-384 / SHA-384 signature by `public_key` (SEC1,
+/// uncompressed) over its first 0x2a0 bytes.
+pub(crate) fn signed_by(report: &[u8], parsed: &AttestationReport, public_key: &[u8]) -> bool {
+    let Some(signature) = fixed_signature(parsed) else { return false };
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, public_key);
+    report.len() >= SIGNED_BYTES && key.verify(&report[..SIGNED_BYTES], &signature).is_ok()
+}
+
+/// The signature as `r ‖ s` big-endian. The report stores each little-endian in 72 bytes whose
+/// top 24 must be zero.
+fn fixed_signature(parsed: &AttestationReport) -> Option<[u8; 96]> {
+    let (r, s) = (parsed.signature.r(), parsed.signature.s());
+    if r[48..].iter().chain(&s[48..]).any(|&b| b != 0) {
+        return None;
+    }
+    let mut fixed = [0u8; 96];
+    for (i, (r, s)) in r[..48].iter().zip(&s[..48]).rev().enumerate() {
+        (fixed[i], fixed[48 + i]) = (*r, *s);
+    }
+    Some(fixed)
+}
+
+/// Signs `report`'s first 0x2a0 bytes in place the way a VCEK does (simulated TEE).
+pub(crate) fn sign_report(report: &mut [u8], key: &ring::signature::EcdsaKeyPair) {
+    let rng = ring::rand::SystemRandom::new();
+    let signature = key.sign(&rng, &report[..SIGNED_BYTES]).expect("signing with a valid key");
+    let (r, s) = signature.as_ref().split_at(48);
+    for (i, (r, s)) in r.iter().zip(s).rev().enumerate() {
+        (report[0x2a0 + i], report[0x2e8 + i]) = (*r, *s);
+    }
 }
 
 /// The VCEK's hwID and SPL extensions against the report's chip id and REPORTED_TCB.

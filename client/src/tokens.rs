@@ -83,41 +83,93 @@ impl std::fmt::Debug for SpendableToken {
     }
 }
 
-/// The unspent tokens, in `tokens.json` of the device's state directory.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The unspent tokens: one file each in `tokens/` of the device's state directory, so spending
+/// one is deleting its file (nothing else is rewritten), and a crash loses at most the token in
+/// flight.
+#[derive(Debug, Default)]
 struct Wallet {
-    tokens: Vec<SpendableToken>,
+    /// (file name, token), the next to spend last.
+    tokens: Vec<(String, SpendableToken)>,
 }
 
 impl Wallet {
-    fn file(dir: &Path) -> PathBuf {
-        dir.join("tokens.json")
+    fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("tokens")
     }
 
-    fn load(dir: &Path) -> Result<Self, TokenError> {
-        let file = Wallet::file(dir);
-        let error = |why: String| TokenError::Wallet { file: file.display().to_string(), why };
-        match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| error(e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Wallet::default()),
-            Err(e) => Err(error(e.to_string())),
+    fn load(state_dir: &Path) -> Result<Self, TokenError> {
+        let dir = Wallet::dir(state_dir);
+        let error = |file: &Path, why: String| TokenError::Wallet { file: file.display().to_string(), why };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Wallet::default()),
+            Err(e) => return Err(error(&dir, e.to_string())),
+        };
+        let mut tokens = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| error(&dir, e.to_string()))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            if !name.ends_with(".token") {
+                continue; // a write cut short (".tmp") is no token
+            }
+            let bytes = std::fs::read(&path).map_err(|e| error(&path, e.to_string()))?;
+            let token = serde_json::from_slice(&bytes).map_err(|e| error(&path, e.to_string()))?;
+            tokens.push((name, token));
         }
+        tokens.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Wallet { tokens })
     }
 
-    fn save(&self, dir: &Path) -> Result<(), TokenError> {
-        let file = Wallet::file(dir);
-        let error = |why: String| TokenError::Wallet { file: file.display().to_string(), why };
-        std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
-        let temporary = dir.join(".tokens.json.tmp");
-        std::fs::write(&temporary, serde_json::to_vec(self).expect("a wallet serializes"))
-            .map_err(|e| error(e.to_string()))?;
-        std::fs::rename(&temporary, &file).map_err(|e| error(e.to_string()))
+    /// Writes each new token to its own file (a temporary name first, so a file is whole).
+    fn add(&mut self, state_dir: &Path, fresh: Vec<SpendableToken>) -> Result<(), TokenError> {
+        let dir = Wallet::dir(state_dir);
+        let error = |file: &Path, why: String| TokenError::Wallet { file: file.display().to_string(), why };
+        std::fs::create_dir_all(&dir).map_err(|e| error(&dir, e.to_string()))?;
+        for token in fresh {
+            let name = format!("{:032x}.token", rand::random::<u128>());
+            let temporary = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&temporary, serde_json::to_vec(&token).expect("a token serializes"))
+                .and_then(|_| std::fs::rename(&temporary, dir.join(&name)))
+                .map_err(|e| error(&dir.join(&name), e.to_string()))?;
+            self.tokens.push((name, token));
+        }
+        Ok(())
+    }
+
+    /// Forgets the tokens `drop` picks, files first.
+    fn discard(&mut self, state_dir: &Path, drop: impl Fn(&SpendableToken) -> bool) -> Result<(), TokenError> {
+        let dir = Wallet::dir(state_dir);
+        let mut kept = Vec::new();
+        for (name, token) in std::mem::take(&mut self.tokens) {
+            if drop(&token) {
+                remove(&dir.join(&name))?;
+            } else {
+                kept.push((name, token));
+            }
+        }
+        self.tokens = kept;
+        Ok(())
+    }
+
+    /// The next token, its file gone before it is returned.
+    fn take(&mut self, state_dir: &Path) -> Result<Option<SpendableToken>, TokenError> {
+        let Some((name, token)) = self.tokens.pop() else { return Ok(None) };
+        remove(&Wallet::dir(state_dir).join(&name))?;
+        Ok(Some(token))
     }
 }
 
-/// The device's token supply. The wallet is read from its file once and written back after
-/// every change.
+fn remove(file: &Path) -> Result<(), TokenError> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(TokenError::Wallet { file: file.display().to_string(), why: e.to_string() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The device's token supply. The wallet is read from its directory once; every change after
+/// goes to the files as it happens.
 pub struct TokenSupply {
     settings: TokenSettings,
     dir: PathBuf,
@@ -135,7 +187,7 @@ impl TokenSupply {
         TokenSupply { settings, dir: state_dir.to_path_buf(), http, wallet: Default::default() }
     }
 
-    /// The wallet, read from its file the first time.
+    /// The wallet, read from its files the first time.
     async fn wallet(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Wallet>>, TokenError> {
         let mut wallet = self.wallet.lock().await;
         if wallet.is_none() {
@@ -155,25 +207,21 @@ impl TokenSupply {
     pub async fn take(&self, now: u64) -> Result<SpendableToken, TokenError> {
         let mut held = self.wallet().await?;
         let wallet = held.get_or_insert_with(Wallet::default);
-        wallet.tokens.retain(|token| token.not_after > now);
+        wallet.discard(&self.dir, |token| token.not_after <= now)?;
         if wallet.tokens.len() < self.settings.refill_below.max(1) {
             match self.issue(now).await {
-                Ok(fresh) => wallet.tokens.extend(fresh),
+                Ok(fresh) => wallet.add(&self.dir, fresh)?,
                 Err(error) if wallet.tokens.is_empty() => return Err(error),
                 Err(_) => {}
             }
         }
-        let token = wallet.tokens.pop().ok_or(TokenError::NoUsableKey)?;
-        wallet.save(&self.dir)?;
-        Ok(token)
+        wallet.take(&self.dir)?.ok_or(TokenError::NoUsableKey)
     }
 
     /// Drops every token under `key_id` (the gateway no longer accepts that key).
     pub async fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
         let mut held = self.wallet().await?;
-        let wallet = held.get_or_insert_with(Wallet::default);
-        wallet.tokens.retain(|token| token.key_id != key_id);
-        wallet.save(&self.dir)
+        held.get_or_insert_with(Wallet::default).discard(&self.dir, |token| token.key_id == key_id)
     }
 
     /// A fresh batch from the issuer under its newest key valid now.

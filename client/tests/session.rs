@@ -234,6 +234,7 @@ async fn the_wallet_refills_in_batches_and_never_hands_out_a_token_twice() {
     }
     // Batches of 4, refilled when none is left: 8 issued, 6 taken, 2 kept on the device.
     assert_eq!(supply.count().await.unwrap(), 2);
+    assert_eq!(stack.tokens().count().await.unwrap(), 2, "the wallet's files hold what is left");
     let batches =
         stack.issuer.log.lines().iter().filter(|line| line.contains("outcome=issued count=4")).count();
     assert_eq!(batches, 2, "{:?}", stack.issuer.log.lines());

@@ -32,7 +32,7 @@ pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_T
 use pp_vocab::session::OPEN_PATH;
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
-use pp_vocab::tokens::REFUSAL_HEADER;
+use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 
 /// `gateway.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -226,19 +226,36 @@ impl Gateway {
         if !path.starts_with('/') || path.contains("..") {
             return ("malformed-inner", None, inner_error(400, "the inner path must be absolute"));
         }
-        if path == OPEN_PATH {
-            let authorization = request.header().get(b"authorization");
-            if let Err(refusal) = self.redeemer.redeem(authorization, pp_vocab::unix_now()).await {
-                let mut answer = inner_error(401, &format!("{refusal}"));
-                answer.put_header(REFUSAL_HEADER, refusal.word());
-                return (refusal.word(), None, answer);
-            }
-        }
         let session =
             request.header().get(SESSION_HEADER.as_bytes()).map(|s| String::from_utf8_lossy(s).into_owned());
+        // A host first, so that no token is spent when none could serve it.
         let Some(host) = self.route(session.as_deref()) else {
             return ("no-host", None, inner_error(503, "no healthy host; retry shortly"));
         };
+        if path != OPEN_PATH {
+            return self.forward(host, path, &request).await;
+        }
+        let authorization = request.header().get(b"authorization");
+        let spent = match self.redeemer.spend(authorization, pp_vocab::unix_now()).await {
+            Ok(spent) => spent,
+            Err(refusal) => return refusal_answer(refusal),
+        };
+        // The token is already refused to anyone else; writing that down durably overlaps with
+        // the host's handshake, and the answer waits for both.
+        let (forwarded, durable) = tokio::join!(self.forward(host, path, &request), spent.durable());
+        match durable {
+            Ok(()) => forwarded,
+            Err(refusal) => refusal_answer(refusal),
+        }
+    }
+
+    /// Passes the inner request's body and allowed headers to `host`; its answer back.
+    async fn forward(
+        &self,
+        host: usize,
+        path: &str,
+        request: &bhttp::Message,
+    ) -> (&'static str, Option<usize>, bhttp::Message) {
         let mut call =
             self.http.post(format!("{}{path}", self.pool.hosts[host])).body(request.content().to_vec());
         for name in FORWARDED_HEADERS {
@@ -324,6 +341,13 @@ fn key_problem() -> Response {
 
 fn plain(status: StatusCode, why: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{why}\n")).into_response()
+}
+
+/// A refused token, with the word that tells the device whether a fresh token may help.
+fn refusal_answer(refusal: Refusal) -> (&'static str, Option<usize>, bhttp::Message) {
+    let mut answer = inner_error(401, &format!("{refusal}"));
+    answer.put_header(REFUSAL_HEADER, refusal.word());
+    (refusal.word(), None, answer)
 }
 
 fn inner_error(status: u16, why: &str) -> bhttp::Message {

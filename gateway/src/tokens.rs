@@ -12,7 +12,7 @@ use privacypass::common::errors::RedeemTokenError;
 use privacypass::public_tokens::server::{OriginKeyStore, OriginServer};
 use privacypass::public_tokens::PublicKey;
 use privacypass::{Nonce, NonceStore, TruncatedTokenKeyId};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +106,10 @@ impl SpentStore {
             SpentStore::Embedded(db) => {
                 let db = db.clone();
                 blocking(move || {
-                    let txn = db.begin_write().map_err(|e| e.to_string())?;
+                    // Not flushed: a reservation lost in a crash was never answered (open drops
+                    // survivors anyway); other transactions see it at once. The commit flushes.
+                    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+                    txn.set_durability(Durability::None).map_err(|e| e.to_string())?;
                     let fresh = {
                         let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
                         let seen = table.get(nonce).map_err(|e| e.to_string())?.is_some();
@@ -135,7 +138,7 @@ impl SpentStore {
         }
     }
 
-    /// Reserved → spent, until the key expires.
+    /// Reserved → spent, until the key expires; durable when it returns.
     async fn commit(&self, nonce: Nonce, expires: u64) -> Result<(), String> {
         match self {
             SpentStore::Embedded(db) => {
@@ -199,7 +202,9 @@ fn forget_embedded(db: &Database, doomed: impl Fn((u8, u64)) -> bool) -> Result<
 }
 
 fn forget_embedded_one(db: &Database, nonce: Nonce) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    // Not flushed either: a crash that loses this leaves a reservation, which open drops.
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.set_durability(Durability::None).map_err(|e| e.to_string())?;
     {
         let mut table = txn.open_table(SPENT).map_err(|e| e.to_string())?;
         let reserved = table.get(nonce).map_err(|e| e.to_string())?.is_some_and(|v| v.value().0 == RESERVED);
@@ -222,11 +227,13 @@ fn redis_key(nonce: &Nonce) -> String {
 }
 
 /// The `privacypass` nonce store for one redemption: it knows when the token's key expires,
-/// and remembers whether the store itself failed (so that is not reported as a double spend).
+/// remembers whether the store itself failed (so that is not reported as a double spend), and
+/// keeps the nonce to commit: the durable write is the caller's, see [`Spent::durable`].
 struct Spending<'a> {
     store: &'a SpentStore,
     expires: u64,
     failed: AtomicBool,
+    verified: std::sync::Mutex<Option<Nonce>>,
 }
 
 #[async_trait::async_trait]
@@ -239,9 +246,7 @@ impl NonceStore for Spending<'_> {
     }
 
     async fn commit(&self, nonce: &Nonce) {
-        if self.store.commit(*nonce, self.expires).await.is_err() {
-            self.failed.store(true, Ordering::Relaxed);
-        }
+        *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(*nonce);
     }
 
     async fn release(&self, nonce: &Nonce) {
@@ -291,8 +296,16 @@ impl Redeemer {
         &self.store
     }
 
-    /// Redeems the token in `authorization` (the inner request's header value), once.
+    /// Redeems the token in `authorization` (the inner request's header value), once, and
+    /// returns when its spending is durable.
     pub async fn redeem(&self, authorization: Option<&[u8]>, now: u64) -> Result<(), Refusal> {
+        self.spend(authorization, now).await?.durable().await
+    }
+
+    /// Checks the token and marks it spent: from here no other redemption of it succeeds. The
+    /// mark becomes durable with [`Spent::durable`], which the gateway awaits beside the host's
+    /// handshake and before it answers.
+    pub async fn spend(&self, authorization: Option<&[u8]>, now: u64) -> Result<Spent<'_>, Refusal> {
         let token = pp_tokens::parse_authorization(authorization.ok_or(Refusal::Missing)?)?;
         if *token.challenge_digest() != self.challenge_digest {
             return Err(Refusal::WrongChallenge);
@@ -302,8 +315,12 @@ impl Redeemer {
         if now >= key.not_after || now < key.not_before {
             return Err(Refusal::ExpiredKey);
         }
-        let spending =
-            Spending { store: &self.store, expires: key.not_after, failed: AtomicBool::new(false) };
+        let spending = Spending {
+            store: &self.store,
+            expires: key.not_after,
+            failed: AtomicBool::new(false),
+            verified: Default::default(),
+        };
         let result = OriginServer::new().redeem_token(&OneKey(key.key.clone()), &spending, token).await;
         if spending.failed.load(Ordering::Relaxed) {
             return Err(Refusal::StoreUnavailable);
@@ -314,7 +331,27 @@ impl Redeemer {
             RedeemTokenError::KeyIdNotFound => Refusal::UnknownKey,
             RedeemTokenError::TokenTypeMismatch { .. } => Refusal::WrongType,
             _ => Refusal::Malformed,
-        })
+        })?;
+        let nonce = spending.verified.into_inner().unwrap_or_else(|p| p.into_inner());
+        let nonce = nonce.ok_or(Refusal::Malformed)?;
+        Ok(Spent { store: &self.store, nonce, expires: key.not_after })
+    }
+}
+
+/// A verified token whose nonce is reserved (no other redemption of it succeeds) but not yet
+/// recorded as spent on disk.
+#[must_use = "a spent token is only final once durable"]
+pub struct Spent<'a> {
+    store: &'a SpentStore,
+    nonce: Nonce,
+    expires: u64,
+}
+
+impl Spent<'_> {
+    /// Records the nonce as spent, durably. On failure the reservation stays (the token is
+    /// refused until a restart drops it) and the session must not go on.
+    pub async fn durable(self) -> Result<(), Refusal> {
+        self.store.commit(self.nonce, self.expires).await.map_err(|_| Refusal::StoreUnavailable)
     }
 }
 
