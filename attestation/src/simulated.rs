@@ -6,8 +6,8 @@
 //! [`crate::ReferenceValues::accept_simulated_insecure`]), and every result says so.
 
 use crate::snp;
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use p384::ecdsa::{SigningKey, VerifyingKey};
-use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use sha2::Digest;
 use zeroize::Zeroizing;
 
@@ -26,7 +26,7 @@ pub enum SimulatedError {
 /// A deployment's simulated root of trust (the private key; keep it in the deployment's state).
 pub struct SimulatedRoot {
     key: SigningKey,
-    /// The same key, for signing (ring's P-384 is about twice as fast here).
+    /// The same key, for signing (AWS-LC's P-384 is seven times faster here than `p384`'s).
     signer: EcdsaKeyPair,
 }
 
@@ -54,7 +54,6 @@ impl SimulatedRoot {
             &ECDSA_P384_SHA384_FIXED_SIGNING,
             &key.to_bytes(),
             public.as_bytes(),
-            &ring::rand::SystemRandom::new(),
         )
         .map_err(|e| malformed(e.to_string()))?;
         Ok(SimulatedRoot { key, signer })
@@ -94,7 +93,9 @@ pub fn verify(
     let key =
         VerifyingKey::from_sec1_bytes(&root.0).map_err(|e| SimulatedError::MalformedRoot(e.to_string()))?;
     let uncompressed = key.to_encoded_point(false);
-    snp::signed_by(report, &parsed, uncompressed.as_bytes()).then_some(parsed).ok_or(SimulatedError::Signature)
+    snp::signed_by(report, &parsed, uncompressed.as_bytes())
+        .then_some(parsed)
+        .ok_or(SimulatedError::Signature)
 }
 
 #[cfg(test)]
@@ -118,7 +119,11 @@ mod tests {
         for byte in [0x2a0, 0x2a0 + 60, 0x2e8 + 47, 0x2e8 + 71] {
             let mut tampered = report.clone();
             tampered[byte] ^= 1;
-            assert_eq!(verify(&tampered, &root.public()).unwrap_err(), SimulatedError::Signature, "byte {byte:#x}");
+            assert_eq!(
+                verify(&tampered, &root.public()).unwrap_err(),
+                SimulatedError::Signature,
+                "byte {byte:#x}"
+            );
         }
     }
 

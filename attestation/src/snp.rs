@@ -211,7 +211,10 @@ fn verify_signature(report: &[u8], parsed: &AttestationReport, vcek: &Certificat
 /// uncompressed) over its first 0x2a0 bytes.
 pub(crate) fn signed_by(report: &[u8], parsed: &AttestationReport, public_key: &[u8]) -> bool {
     let Some(signature) = fixed_signature(parsed) else { return false };
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, public_key);
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+        public_key,
+    );
     report.len() >= SIGNED_BYTES && key.verify(&report[..SIGNED_BYTES], &signature).is_ok()
 }
 
@@ -230,8 +233,8 @@ fn fixed_signature(parsed: &AttestationReport) -> Option<[u8; 96]> {
 }
 
 /// Signs `report`'s first 0x2a0 bytes in place the way a VCEK does (simulated TEE).
-pub(crate) fn sign_report(report: &mut [u8], key: &ring::signature::EcdsaKeyPair) {
-    let rng = ring::rand::SystemRandom::new();
+pub(crate) fn sign_report(report: &mut [u8], key: &aws_lc_rs::signature::EcdsaKeyPair) {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
     let signature = key.sign(&rng, &report[..SIGNED_BYTES]).expect("signing with a valid key");
     let (r, s) = signature.as_ref().split_at(48);
     for (i, (r, s)) in r.iter().zip(s).rev().enumerate() {

@@ -79,7 +79,7 @@ fn plain_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let certificate =
         rcgen::CertificateParams::new(vec!["host".to_string()]).unwrap().self_signed(&key).unwrap();
     let der = CertificateDer::from(certificate.der().to_vec());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

@@ -199,7 +199,7 @@ fn server_name() -> ServerName<'static> {
 }
 
 fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(EvidenceBoundCertificate { provider: provider.clone(), seen: certificate });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -137,7 +137,11 @@ impl Wallet {
     }
 
     /// Forgets the tokens `drop` picks, files first.
-    fn discard(&mut self, state_dir: &Path, drop: impl Fn(&SpendableToken) -> bool) -> Result<(), TokenError> {
+    fn discard(
+        &mut self,
+        state_dir: &Path,
+        drop: impl Fn(&SpendableToken) -> bool,
+    ) -> Result<(), TokenError> {
         let dir = Wallet::dir(state_dir);
         let mut kept = Vec::new();
         for (name, token) in std::mem::take(&mut self.tokens) {

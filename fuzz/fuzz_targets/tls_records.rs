@@ -16,7 +16,7 @@ fn config() -> Arc<ServerConfig> {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
             let cert =
                 rcgen::CertificateParams::new(vec!["host.pp".into()]).unwrap().self_signed(&key).unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let config = ServerConfig::builder_with_provider(provider)
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .unwrap()

@@ -182,7 +182,7 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
     let certificate = params.self_signed(&key).map_err(|e| SessionError::Tls(e.to_string()))?;
     let certificate_der = certificate.der().to_vec();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?

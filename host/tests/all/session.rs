@@ -18,7 +18,7 @@ fn sessions(limits: SessionLimits) -> Sessions {
 
 /// A nonce and a real TLS 1.3 ClientHello.
 fn opening() -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
