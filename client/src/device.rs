@@ -384,7 +384,8 @@ impl Device {
 }
 
 /// A failure that a fresh session may not meet: the token was refused as spent or under a
-/// retired key, the host went away mid-request (the gateway routes the new session to another),
+/// retired key, the host went away mid-request (the gateway routes the new session to another)
+/// or no longer knows the session (it or the gateway restarted: the request was not processed),
 /// or the host runs a release newer than the ledger view this device reused (the view is checked
 /// anew for the retry).
 fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool {
@@ -392,7 +393,7 @@ fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool 
         SessionError::TokenRefused(refusal) => {
             matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
         }
-        SessionError::Host { status, .. } => *status >= 500,
+        SessionError::Host { status, .. } => *status >= 500 || *status == 404,
         SessionError::Attestation(
             AttestationError::UnknownLaunchMeasurement(_) | AttestationError::UnknownManifest(_),
         ) => trusted.is_some_and(|trusted| trusted.reused),

@@ -14,7 +14,7 @@ const ISSUER_NAME: &str = "issuer.pp.localhost";
 const ORIGIN_NAME: &str = "gateway.pp.localhost";
 const LEDGER_ORIGIN: &str = "ledger.pp.localhost/releases";
 
-/// The loopback ports of the development stack.
+/// The loopback ports of the development stack: the relay on the base port, the others after it.
 struct Ports {
     relay: u16,
     gateway: u16,
@@ -25,15 +25,44 @@ struct Ports {
     hosts: [u16; 2],
 }
 
-const PORTS: Ports = Ports {
-    relay: 18080,
-    gateway: 18081,
-    keydir: 18082,
-    issuer: 18083,
-    ledger: 18084,
-    witnesses: [18085, 18086],
-    hosts: [18091, 18092],
-};
+/// The base port unless `--base-port` says otherwise.
+pub const DEFAULT_BASE_PORT: u16 = 18080;
+
+impl Ports {
+    fn from_base(base: u16) -> Self {
+        Ports {
+            relay: base,
+            gateway: base + 1,
+            keydir: base + 2,
+            issuer: base + 3,
+            ledger: base + 4,
+            witnesses: [base + 5, base + 6],
+            hosts: [base + 11, base + 12],
+        }
+    }
+
+    /// The port a service listens on.
+    fn of(&self, name: &str) -> u16 {
+        match name {
+            "relay" => self.relay,
+            "gateway" => self.gateway,
+            "keydir" => self.keydir,
+            "issuer" => self.issuer,
+            "ledger" => self.ledger,
+            "witness-1" => self.witnesses[0],
+            "witness-2" => self.witnesses[1],
+            "host-1" => self.hosts[0],
+            _ => self.hosts[1],
+        }
+    }
+
+    fn all(&self) -> Vec<u16> {
+        let mut ports = vec![self.relay, self.gateway, self.keydir, self.issuer, self.ledger];
+        ports.extend(self.witnesses);
+        ports.extend(self.hosts);
+        ports
+    }
+}
 
 /// The stack's state directory and where the binaries are.
 pub struct Stack {
@@ -41,10 +70,13 @@ pub struct Stack {
     bin: PathBuf,
     /// Hosts answer with a canned reply instead of the model (load tests of the path itself).
     scripted: bool,
+    ports: Ports,
 }
 
 impl Stack {
-    pub fn new(state: PathBuf, scripted: bool) -> Result<Self> {
+    /// The stack in `state`. Its configs name its ports, so a state directory keeps the base port
+    /// it was made with; `base_port` only chooses it for a new one.
+    pub fn new(state: PathBuf, scripted: bool, base_port: Option<u16>) -> Result<Self> {
         let bin = std::env::current_exe()?.parent().context("the pp binary has no directory")?.to_path_buf();
         for needed in
             ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"]
@@ -59,7 +91,19 @@ impl Stack {
         if !Path::new("policies/release.toml").exists() || !Path::new("target/components").exists() {
             bail!("run pp dev from the repository root, after `scripts/build-components`");
         }
-        Ok(Stack { state, bin, scripted })
+        let made_with = std::fs::read_to_string(state.join("base-port")).ok().and_then(|p| p.trim().parse().ok());
+        let base = match (made_with, base_port) {
+            (Some(made), Some(asked)) if made != asked => bail!(
+                "{} was made for base port {made}, not {asked}: use another --dir",
+                state.display()
+            ),
+            (Some(made), _) => made,
+            (None, asked) => asked.unwrap_or(DEFAULT_BASE_PORT),
+        };
+        if base > u16::MAX - 12 {
+            bail!("the base port {base} leaves no room for the 12 ports after it");
+        }
+        Ok(Stack { state, bin, scripted, ports: Ports::from_base(base) })
     }
 
     /// The device config `pp dev up` writes.
@@ -121,7 +165,7 @@ impl Stack {
         let args: Vec<&str> = service.2.iter().map(String::as_str).collect();
         service.1 = self.spawn(name, &args)?;
         self.save_recorded(&services)?;
-        self.wait_for(&[port_of(name)])
+        self.wait_for(&[self.ports.of(name)])
     }
 
     /// Starts every party; on any failure stops what it started, so nothing is left half-up.
@@ -141,7 +185,7 @@ impl Stack {
             );
             return Ok(());
         }
-        for port in all_ports() {
+        for port in self.ports.all() {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 bail!("port {port} is in use: stop what runs there (or `pp dev down`) first");
             }
@@ -166,10 +210,10 @@ impl Stack {
         start("issuer", &["pp-issuer", "serve", "--config", &config("issuer.toml")])?;
         start("witness-1", &["pp-witness", "serve", "--config", &config("witness-1.toml")])?;
         start("witness-2", &["pp-witness", "serve", "--config", &config("witness-2.toml")])?;
-        self.wait_for(&[PORTS.witnesses[0], PORTS.witnesses[1]])?;
+        self.wait_for(&[self.ports.witnesses[0], self.ports.witnesses[1]])?;
         start("ledger", &["pp-ledger", "serve", "--config", &config("ledger.toml")])?;
         let root = config("simulated-root.key");
-        for (index, port) in PORTS.hosts.iter().enumerate() {
+        for (index, port) in self.ports.hosts.iter().enumerate() {
             let listen = format!("127.0.0.1:{port}");
             let name = format!("host-{}", index + 1);
             let mut args = vec![
@@ -191,11 +235,11 @@ impl Stack {
             "pp dev: the hosts load and check {} and the components…",
             if self.scripted { "SCRIPTED replies (no model)" } else { "the model" }
         );
-        self.wait_for(&[PORTS.keydir, PORTS.issuer, PORTS.ledger, PORTS.hosts[0], PORTS.hosts[1]])?;
+        self.wait_for(&[self.ports.keydir, self.ports.issuer, self.ports.ledger, self.ports.hosts[0], self.ports.hosts[1]])?;
         self.record_release()?;
         start("gateway", &["pp-gateway", "serve", "--config", &config("gateway.toml")])?;
         start("relay", &["pp-relay", "--config", &config("relay.toml")])?;
-        self.wait_for(&[PORTS.gateway, PORTS.relay])?;
+        self.wait_for(&[self.ports.gateway, self.ports.relay])?;
         self.print_map();
         Ok(())
     }
@@ -275,7 +319,7 @@ impl Stack {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|| "unknown".into());
         eprintln!("pp dev: recording this release in the ledger (the witnesses cosign the new checkpoint)…");
-        let ledger = format!("http://127.0.0.1:{}", PORTS.ledger);
+        let ledger = format!("http://127.0.0.1:{}", self.ports.ledger);
         self.run(&[
             "pp-ledger",
             "release",
@@ -291,11 +335,15 @@ impl Stack {
     }
 
     fn print_map(&self) {
-        let p = &PORTS;
+        let p = &self.ports;
         eprintln!("pp dev: up. On 127.0.0.1:");
         eprintln!(
-            "  relay :{} → gateway :{} → hosts :{} :{} (simulated TEE, real model)",
-            p.relay, p.gateway, p.hosts[0], p.hosts[1]
+            "  relay :{} → gateway :{} → hosts :{} :{} (simulated TEE, {})",
+            p.relay,
+            p.gateway,
+            p.hosts[0],
+            p.hosts[1],
+            if self.scripted { "scripted replies" } else { "real model" }
         );
         eprintln!(
             "  key directory :{}   token issuer :{}   ledger :{}   witnesses :{} :{}",
@@ -314,7 +362,8 @@ impl Stack {
         for dir in ["issuer", "gateway", "ledger", "witness-1", "witness-2", "keydir"] {
             std::fs::create_dir_all(self.state.join(dir))?;
         }
-        let p = &PORTS;
+        let p = &self.ports;
+        std::fs::write(self.state.join("base-port"), format!("{}\n", p.relay))?;
         let keydir = s("keydir");
         self.run(&[
             "pp-gateway",
@@ -410,7 +459,7 @@ impl Stack {
                     let text = std::fs::read_to_string(self.pids()).unwrap_or_default();
                     let dead = text
                         .lines()
-                        .filter_map(|l| l.split_once(' '))
+                        .filter_map(|l| l.split_once('\t'))
                         .map(|(name, _)| name)
                         .find(|name| !alive.iter().any(|(a, _)| a == name));
                     let name = dead.unwrap_or("a service");
@@ -441,28 +490,4 @@ fn alive(pid: u32) -> bool {
         .ok()
         .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with(['Z', 'X'])))
         .unwrap_or(false)
-}
-
-/// The port a service listens on.
-fn port_of(name: &str) -> u16 {
-    let p = &PORTS;
-    match name {
-        "relay" => p.relay,
-        "gateway" => p.gateway,
-        "keydir" => p.keydir,
-        "issuer" => p.issuer,
-        "ledger" => p.ledger,
-        "witness-1" => p.witnesses[0],
-        "witness-2" => p.witnesses[1],
-        "host-1" => p.hosts[0],
-        _ => p.hosts[1],
-    }
-}
-
-fn all_ports() -> Vec<u16> {
-    let p = &PORTS;
-    let mut ports = vec![p.relay, p.gateway, p.keydir, p.issuer, p.ledger];
-    ports.extend(p.witnesses);
-    ports.extend(p.hosts);
-    ports
 }

@@ -97,6 +97,9 @@ enum DevAction {
         /// Hosts answer with a canned reply instead of the model (load tests of the path).
         #[arg(long)]
         scripted: bool,
+        /// The relay's port; the others follow it (default 18080; kept with the state dir).
+        #[arg(long)]
+        base_port: Option<u16>,
     },
     /// Stop them (keys, ledger and logs stay).
     Down,
@@ -135,8 +138,11 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Dev { action, dir } => {
-            let scripted = matches!(action, DevAction::Up { scripted: true });
-            let stack = dev::Stack::new(dir.clone(), scripted)?;
+            let (scripted, base_port) = match action {
+                DevAction::Up { scripted, base_port } => (*scripted, *base_port),
+                _ => (false, None),
+            };
+            let stack = dev::Stack::new(dir.clone(), scripted, base_port)?;
             return match action {
                 DevAction::Up { .. } => stack.up(),
                 DevAction::Down => stack.down(),
@@ -199,7 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
 /// `pp demo`: the stack up, the examples through it, the receipts, an audit, the stack down
 /// (unless it was already up).
 async fn demo(dir: &Path, state: Option<PathBuf>) -> Result<()> {
-    let stack = dev::Stack::new(dir.to_path_buf(), false)?;
+    let stack = dev::Stack::new(dir.to_path_buf(), false, None)?;
     let was_up = stack.is_up();
     stack.up()?;
     let result = demo_requests(&stack, state.unwrap_or_else(|| dir.join("device"))).await;

@@ -1,0 +1,326 @@
+//! Fault injection over real processes: `pp dev up --scripted` runs every party as its own
+//! process; while devices send requests through it, each party in turn is killed (SIGKILL, as a
+//! crash) and started again. Checked: every request ends in an answer or a clear, typed error
+//! within a deadline; the system answers again after the last restart; no token is ever accepted
+//! twice (a prober spends each of its tokens twice at once during the faults, and once more after
+//! them); the ledger grows across its own and the witnesses' restarts and every checkpoint stays
+//! consistent with the one a device saw before.
+
+use pp_client::device::{Device, DeviceConfig, DeviceError};
+use pp_client::ledger::LedgerClient;
+use pp_client::session::{ClientHandshake, SessionError};
+use pp_client::tokens::{SpendableToken, TokenError, TokenSupply};
+use pp_client::transport::{InnerRequest, Transport, TransportConfig};
+use pp_vocab::request::ChatMessage;
+use pp_vocab::session::{OPEN_PATH, SESSION_HEADER};
+use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every party, in the order they are killed; after the marked ones a release is appended to
+/// the ledger (so the witnesses must cosign with the state they kept).
+const FAULTS: [(&str, bool); 9] = [
+    ("relay", false),
+    ("gateway", false),
+    ("host-1", false),
+    ("issuer", false),
+    ("ledger", true),
+    ("witness-1", true),
+    ("keydir", false),
+    ("host-2", false),
+    ("witness-2", true),
+];
+const DEVICES: usize = 3;
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The party binaries sit next to `pp`; `cargo test` builds only some of them.
+fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_pp")).with_file_name(name)
+}
+
+fn build_the_parties() {
+    let parties = ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"];
+    if parties.iter().all(|party| bin(party).exists()) {
+        return;
+    }
+    let release = env!("CARGO_BIN_EXE_pp").contains("/release/");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "--workspace", "--bins"]).current_dir(repo());
+    if release {
+        cargo.arg("--release");
+    }
+    assert!(cargo.status().unwrap().success(), "building the parties failed");
+}
+
+/// A base port with the 13 ports after it free on loopback.
+fn free_base_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 2_000) as u16 * 20;
+    (0..1_000u16)
+        .map(|step| 20_000 + (start - 20_000 + step * 20) % 40_000)
+        .find(|&base| (base..=base + 12).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()))
+        .expect("a free port range")
+}
+
+/// The stack `pp dev` keeps in a directory.
+#[derive(Clone)]
+struct StackDir {
+    dir: PathBuf,
+}
+
+/// A stack started here; stopped when dropped, whatever happened.
+struct RunningStack(StackDir);
+
+impl RunningStack {
+    fn up() -> Self {
+        build_the_parties();
+        let dir = std::env::temp_dir().join(format!("pp-faults-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stack = RunningStack(StackDir { dir });
+        let base = free_base_port().to_string();
+        stack.0.pp(&["up", "--scripted", "--base-port", &base]);
+        stack
+    }
+}
+
+impl Drop for RunningStack {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_pp"))
+            .args(["dev", "down", "--dir"])
+            .arg(&self.0.dir)
+            .current_dir(repo())
+            .output();
+    }
+}
+
+impl StackDir {
+    fn pp(&self, args: &[&str]) {
+        let output = Command::new(env!("CARGO_BIN_EXE_pp"))
+            .arg("dev")
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pp dev {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn config(&self) -> DeviceConfig {
+        DeviceConfig::load(&self.dir.join("device.toml")).unwrap()
+    }
+
+    /// Appends this release again (another source revision): the tree grows by one.
+    fn append_release(&self, revision: &str) {
+        let recorded = std::fs::read_to_string(self.dir.join("recorded-release")).unwrap();
+        let measurement = recorded.split_whitespace().next().unwrap();
+        let ledger = self.config().ledger.unwrap().ledger_url;
+        let output = Command::new(bin("pp-ledger"))
+            .args(["release", "--ledger", &ledger, "--launch-measurement", measurement])
+            .args(["--source-revision", revision])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "appending a release: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+/// What the devices saw: answers, and errors by kind.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    errors: BTreeMap<String, usize>,
+    unclear: Vec<String>,
+}
+
+impl Tally {
+    fn count(&mut self, result: Result<Result<pp_client::device::Outcome, DeviceError>, tokio::time::error::Elapsed>) {
+        match result {
+            Ok(Ok(_)) => self.answered += 1,
+            Ok(Err(error)) => {
+                let kind: String = error.to_string().chars().take(90).collect();
+                if !is_clear(&error) {
+                    self.unclear.push(format!("{error:?}"));
+                }
+                *self.errors.entry(kind).or_default() += 1;
+            }
+            Err(_) => self.unclear.push(format!("no answer or error within {REQUEST_DEADLINE:?}")),
+        }
+    }
+}
+
+/// An error a failing party may cause and a user can act on (try again later). Anything else
+/// — attestation, TLS, a malformed answer, a forged or spent token — would be a bug.
+fn is_clear(error: &DeviceError) -> bool {
+    match error {
+        DeviceError::Transport(_) | DeviceError::Ledger(_) => true,
+        DeviceError::Tokens(error) => matches!(error, TokenError::IssuerUnreachable { .. }),
+        DeviceError::Session(SessionError::Transport(_)) => true,
+        DeviceError::Session(SessionError::Host { status, .. }) => *status >= 500,
+        _ => false,
+    }
+}
+
+async fn device_loop(config: DeviceConfig, state: PathBuf, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBool>) {
+    let _ = std::fs::remove_dir_all(&state);
+    let mut device = Device::open(config, &state).unwrap();
+    device.opt_in().unwrap();
+    let chat = vec![
+        ChatMessage { author: "Maya".into(), text: "Picnic on Saturday at 11 by the big oak?".into() },
+        ChatMessage { author: "Sam".into(), text: "Yes, I'll bring lemonade.".into() },
+    ];
+    while !stop.load(Ordering::Relaxed) {
+        let result = tokio::time::timeout(REQUEST_DEADLINE, device.summarize(None, chat.clone())).await;
+        tally.lock().unwrap().count(result);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the gateway let a session open with `token` (through the relay, like a device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Accepted,
+    Refused(Refusal),
+    /// The relay, gateway or host did not give an answer (it was down).
+    NoAnswer,
+}
+
+async fn open_with(transport: &Transport, token: &SpendableToken) -> Opening {
+    let (_handshake, opening) = ClientHandshake::start().unwrap();
+    let request = InnerRequest {
+        path: OPEN_PATH.into(),
+        headers: vec![
+            (SESSION_HEADER.into(), hex::encode(rand::random::<[u8; 16]>())),
+            ("authorization".into(), token.authorization.clone()),
+        ],
+        body: opening,
+    };
+    match transport.send(&request).await {
+        Ok(answer) => match answer.header(REFUSAL_HEADER).and_then(Refusal::from_word) {
+            Some(refusal) => Opening::Refused(refusal),
+            None if answer.status == 200 => Opening::Accepted,
+            None => Opening::NoAnswer,
+        },
+        Err(_) => Opening::NoAnswer,
+    }
+}
+
+/// Spends each token twice at once while the faults happen; returns every token sent and how
+/// often it was accepted.
+async fn double_spender(
+    config: DeviceConfig,
+    state: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> Vec<(SpendableToken, usize)> {
+    let _ = std::fs::remove_dir_all(&state);
+    let transport = transport(&config);
+    let supply = TokenSupply::new(config.tokens.clone(), &state);
+    let mut sent = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(token) = supply.take(pp_vocab::unix_now()).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let (first, second) = tokio::join!(open_with(&transport, &token), open_with(&transport, &token));
+        let accepted = [first, second].iter().filter(|o| **o == Opening::Accepted).count();
+        sent.push((token, accepted));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    sent
+}
+
+fn transport(config: &DeviceConfig) -> Transport {
+    Transport::new(TransportConfig {
+        relay_url: config.relay_url.clone(),
+        key_urls: config.key_urls.clone(),
+        local_address: None,
+        timeout: REQUEST_DEADLINE,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_twice() {
+    let running = RunningStack::up();
+    let stack = running.0.clone();
+    let config = stack.config();
+    let ledger_settings = config.ledger.clone().unwrap();
+    let watcher_state = stack.dir.join("ledger-watcher");
+    let watcher = LedgerClient::new(ledger_settings.clone(), &watcher_state).unwrap();
+    let before = watcher.current().await.expect("the ledger view before the faults").checkpoint.size;
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let devices: Vec<_> = (0..DEVICES)
+        .map(|i| {
+            let state = stack.dir.join(format!("device-{i}"));
+            tokio::spawn(device_loop(config.clone(), state, tally.clone(), stop.clone()))
+        })
+        .collect();
+    let spender = tokio::spawn(double_spender(config.clone(), stack.dir.join("prober"), stop.clone()));
+
+    let mut appended = 0;
+    for (party, then_append) in FAULTS {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let handle = stack.clone();
+        tokio::task::spawn_blocking(move || handle.pp(&["restart", party])).await.unwrap();
+        eprintln!("faults: {party} killed and restarted");
+        if then_append {
+            let (handle, revision) = (stack.clone(), format!("fault-test-{appended}"));
+            tokio::task::spawn_blocking(move || handle.append_release(&revision)).await.unwrap();
+            appended += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let during = tally.lock().unwrap().answered;
+
+    // Recovered: every device gets answers again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_recovery = tally.lock().unwrap().answered;
+    stop.store(true, Ordering::Relaxed);
+    for device in devices {
+        device.await.unwrap();
+    }
+    let sent = spender.await.unwrap();
+
+    let tally = tally.lock().unwrap();
+    eprintln!(
+        "faults: {} answered ({during} by the end of the faults), errors by kind: {:#?}",
+        tally.answered, tally.errors
+    );
+    assert!(tally.unclear.is_empty(), "requests that ended without a clear error: {:#?}", tally.unclear);
+    assert!(during > 0, "nothing was answered while the parties were restarted");
+    assert!(after_recovery > during, "no answer after the last restart: the stack did not recover");
+
+    // No token accepted twice: not at once during the faults, nor again after them.
+    let transport = transport(&config);
+    let mut replayed = 0;
+    for (token, accepted) in &sent {
+        assert!(*accepted <= 1, "a token was accepted twice at once");
+        let again = open_with(&transport, token).await;
+        assert_ne!(again, Opening::NoAnswer, "the stack did not answer a replayed token");
+        if *accepted == 1 {
+            assert_eq!(again, Opening::Refused(Refusal::Spent), "a token was accepted again after the faults");
+            replayed += 1;
+        }
+    }
+    eprintln!("faults: {} tokens spent twice at once, {replayed} accepted once and refused after", sent.len());
+    assert!(replayed > 0, "the prober got no token accepted: nothing was checked");
+
+    // The ledger kept every entry and every checkpoint extends the one seen before the faults
+    // (`current` checks the consistency proof and the quorum of both witnesses).
+    let view = watcher.current().await.expect("the ledger view after the faults");
+    assert_eq!(view.checkpoint.size, before + appended, "the ledger lost or gained entries");
+    assert_eq!(view.checkpoint.witnesses.len(), 2, "both witnesses cosign after their restarts");
+}
