@@ -114,6 +114,7 @@ pub struct Device {
     ledger: Option<LedgerClient>,
     view: Mutex<Option<(ReleaseView, Instant)>>,
     tokens: TokenSupply,
+    receipts: Receipts,
 }
 
 /// The ledger view a request trusts, and whether it was checked before this request.
@@ -137,6 +138,7 @@ impl Device {
             None => None,
         };
         let tokens = TokenSupply::new(config.tokens.clone(), state_dir);
+        let receipts = Receipts::new(state_dir);
         Ok(Device {
             config,
             state_dir: state_dir.to_path_buf(),
@@ -146,6 +148,7 @@ impl Device {
             ledger,
             view: Mutex::new(None),
             tokens,
+            receipts,
         })
     }
 
@@ -186,8 +189,8 @@ impl Device {
         Ok(self.settings.save(&self.state_dir)?)
     }
 
-    pub fn receipts(&self) -> Receipts {
-        Receipts::new(&self.state_dir)
+    pub fn receipts(&self) -> &Receipts {
+        &self.receipts
     }
 
     /// Summarizes a chat (`chat_name` is what `keep_on_device` refers to).

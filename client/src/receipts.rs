@@ -1,11 +1,14 @@
 //! Privacy receipts: for every request, what the device verified before it sent anything — the
 //! TEE and its launch measurement, the release manifest and its ledger entry under a cosigned
-//! checkpoint, the token key. Kept on the device only (`receipts/` in its state directory),
-//! never the content of the request.
+//! checkpoint, the token key. Kept on the device only (`receipts.jsonl` in its state directory,
+//! one line each, the latest [`KEPT`]), never the content of the request.
 
 use pp_vocab::Sha256;
 use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -42,73 +45,119 @@ pub struct LedgerEvidence {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptError {
-    #[error("cannot read or write the receipts in {dir}: {why}")]
-    Io { dir: String, why: String },
+    #[error("cannot read or write the receipts in {file}: {why}")]
+    Io { file: String, why: String },
     #[error("no receipt number {0} on this device (`pp receipts` lists them)")]
     NotFound(u64),
 }
 
+/// How many receipts a device keeps: the oldest go as new ones come (they are metadata about
+/// the user's use of the features, kept for the user only).
+pub const KEPT: u64 = 1000;
+
 /// The receipts in a device's state directory.
 pub struct Receipts {
-    dir: PathBuf,
+    file: PathBuf,
+    /// Opened for appending on the first save.
+    log: Mutex<Option<Log>>,
+}
+
+/// The open receipts file and the numbers of its first and last lines.
+struct Log {
+    file: File,
+    first: u64,
+    last: u64,
 }
 
 impl Receipts {
     pub fn new(state_dir: &Path) -> Self {
-        Receipts { dir: state_dir.join("receipts") }
+        Receipts { file: state_dir.join("receipts.jsonl"), log: Mutex::new(None) }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> ReceiptError {
-        ReceiptError::Io { dir: self.dir.display().to_string(), why: e.to_string() }
+        ReceiptError::Io { file: self.file.display().to_string(), why: e.to_string() }
     }
 
-    /// Stores `receipt` under the next number and returns it.
+    /// Stores `receipt` under the next number and returns it (one appended line).
     pub fn save(&self, mut receipt: Receipt) -> Result<Receipt, ReceiptError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.error(e))?;
-        receipt.number = self.last_number()? + 1;
-        let path = self.dir.join(format!("{:06}.json", receipt.number));
-        let text = serde_json::to_vec_pretty(&receipt).expect("a receipt serializes");
-        std::fs::write(path, text).map_err(|e| self.error(e))?;
+        let mut held = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(self.open()?);
+        }
+        let log = held.as_mut().expect("opened above");
+        receipt.number = log.last + 1;
+        let mut line = serde_json::to_vec(&receipt).expect("a receipt serializes");
+        line.push(b'\n');
+        log.file.write_all(&line).map_err(|e| self.error(e))?;
+        log.last = receipt.number;
+        if log.last - log.first + 1 >= 2 * KEPT {
+            *held = Some(self.compact(log.last)?);
+        }
         Ok(receipt)
     }
 
-    /// The highest receipt number, from the file names alone.
-    fn last_number(&self) -> Result<u64, ReceiptError> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| self.error(e))?;
-        Ok(entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".json")?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0))
+    /// The file for appending; a line cut short by a crash is dropped first.
+    fn open(&self) -> Result<Log, ReceiptError> {
+        let text = match std::fs::read(&self.file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.error(e)),
+        };
+        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.error(e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.file)
+            .map_err(|e| self.error(e))?;
+        file.set_len(whole as u64).map_err(|e| self.error(e))?;
+        let numbers: Vec<u64> = parse_lines(&text[..whole]).map(|r| r.number).collect();
+        let (first, last) = (numbers.first().copied().unwrap_or(1), numbers.last().copied().unwrap_or(0));
+        Ok(Log { file, first, last })
     }
 
-    /// Every receipt, oldest first.
+    /// Rewrites the file with the latest [`KEPT`] receipts only.
+    fn compact(&self, last: u64) -> Result<Log, ReceiptError> {
+        let kept: Vec<u8> = self
+            .list()?
+            .iter()
+            .flat_map(|receipt| {
+                let mut line = serde_json::to_vec(receipt).expect("a receipt serializes");
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        let temporary = self.file.with_extension("jsonl.tmp");
+        std::fs::write(&temporary, kept)
+            .and_then(|_| std::fs::rename(&temporary, &self.file))
+            .map_err(|e| self.error(e))?;
+        let file = std::fs::OpenOptions::new().append(true).open(&self.file).map_err(|e| self.error(e))?;
+        Ok(Log { file, first: (last + 1).saturating_sub(KEPT), last })
+    }
+
+    /// The latest [`KEPT`] receipts, oldest first.
     pub fn list(&self) -> Result<Vec<Receipt>, ReceiptError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
+        let text = match std::fs::read(&self.file) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.error(e)),
         };
-        let mut receipts = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| self.error(e))?.path();
-            if path.extension().is_some_and(|ext| ext == "json") {
-                let bytes = std::fs::read(&path).map_err(|e| self.error(e))?;
-                receipts.push(
-                    serde_json::from_slice::<Receipt>(&bytes)
-                        .map_err(|e| self.error(format!("{}: {e}", path.display())))?,
-                );
-            }
-        }
-        receipts.sort_by_key(|receipt| receipt.number);
-        Ok(receipts)
+        let all: Vec<Receipt> = parse_lines(&text).collect();
+        let newest = all.last().map_or(0, |r| r.number);
+        Ok(all.into_iter().filter(|r| r.number + KEPT > newest).collect())
     }
 
     pub fn get(&self, number: u64) -> Result<Receipt, ReceiptError> {
-        self.list()?
-            .into_iter()
-            .find(|receipt| receipt.number == number)
-            .ok_or(ReceiptError::NotFound(number))
+        self.list()?.into_iter().find(|r| r.number == number).ok_or(ReceiptError::NotFound(number))
     }
+}
+
+/// The receipts in `text`, one JSON object per line; a line that does not parse (cut short by a
+/// crash) is skipped.
+fn parse_lines(text: &[u8]) -> impl Iterator<Item = Receipt> + '_ {
+    text.split(|&b| b == b'\n').filter_map(|line| serde_json::from_slice(line).ok())
 }
 
 impl Receipt {
@@ -251,5 +300,48 @@ mod tests {
         assert!(matches!(receipts.get(9), Err(ReceiptError::NotFound(9))));
         assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_time(1_764_000_000), "2025-11-24 16:00:00 UTC");
+        // A new handle on the same directory goes on from the numbers on disk.
+        assert_eq!(Receipts::new(&dir).save(receipt()).unwrap().number, 3);
+    }
+
+    #[test]
+    fn only_the_latest_receipts_are_kept() {
+        let dir = std::env::temp_dir().join(format!("pp-receipts-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let receipts = Receipts::new(&dir);
+        for _ in 0..KEPT + 2 {
+            receipts.save(receipt()).unwrap();
+        }
+        let numbers: Vec<u64> = receipts.list().unwrap().iter().map(|r| r.number).collect();
+        assert_eq!(numbers.len() as u64, KEPT);
+        assert_eq!((numbers[0], numbers[numbers.len() - 1]), (3, KEPT + 2));
+        assert!(matches!(receipts.get(2), Err(ReceiptError::NotFound(2))));
+        // The file itself is cut back to the latest KEPT once it holds twice as many.
+        for _ in KEPT + 2..2 * KEPT + 1 {
+            receipts.save(receipt()).unwrap();
+        }
+        let lines = std::fs::read_to_string(dir.join("receipts.jsonl")).unwrap().lines().count() as u64;
+        assert!(lines <= KEPT + 1, "{lines} lines kept");
+        assert_eq!(receipts.save(receipt()).unwrap().number, 2 * KEPT + 2);
+        assert_eq!(Receipts::new(&dir).save(receipt()).unwrap().number, 2 * KEPT + 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_receipt_cut_short_by_a_crash_is_dropped_and_numbering_goes_on() {
+        let dir = std::env::temp_dir().join(format!("pp-receipts-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let receipts = Receipts::new(&dir);
+        receipts.save(receipt()).unwrap();
+        receipts.save(receipt()).unwrap();
+        let file = dir.join("receipts.jsonl");
+        let mut text = std::fs::read(&file).unwrap();
+        text.truncate(text.len() - 10);
+        std::fs::write(&file, &text).unwrap();
+        let reopened = Receipts::new(&dir);
+        assert_eq!(reopened.list().unwrap().len(), 1);
+        assert_eq!(reopened.save(receipt()).unwrap().number, 2);
+        assert_eq!(reopened.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,6 +97,10 @@ impl Drop for RunningStack {
             .arg(&self.0.dir)
             .current_dir(repo())
             .output();
+        // The parties' logs stay for a failed run.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0.dir);
+        }
     }
 }
 
@@ -146,7 +150,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn count(&mut self, result: Result<Result<pp_client::device::Outcome, DeviceError>, tokio::time::error::Elapsed>) {
+    fn count(
+        &mut self,
+        result: Result<Result<pp_client::device::Outcome, DeviceError>, tokio::time::error::Elapsed>,
+    ) {
         match result {
             Ok(Ok(_)) => self.answered += 1,
             Ok(Err(error)) => {
@@ -294,12 +301,14 @@ async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_
     }
     let sent = spender.await.unwrap();
 
-    let tally = tally.lock().unwrap();
-    eprintln!(
-        "faults: {} answered ({during} by the end of the faults), errors by kind: {:#?}",
-        tally.answered, tally.errors
-    );
-    assert!(tally.unclear.is_empty(), "requests that ended without a clear error: {:#?}", tally.unclear);
+    {
+        let tally = tally.lock().unwrap();
+        eprintln!(
+            "faults: {} answered ({during} by the end of the faults), errors by kind: {:#?}",
+            tally.answered, tally.errors
+        );
+        assert!(tally.unclear.is_empty(), "requests that ended without a clear error: {:#?}", tally.unclear);
+    }
     assert!(during > 0, "nothing was answered while the parties were restarted");
     assert!(after_recovery > during, "no answer after the last restart: the stack did not recover");
 
@@ -311,11 +320,18 @@ async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_
         let again = open_with(&transport, token).await;
         assert_ne!(again, Opening::NoAnswer, "the stack did not answer a replayed token");
         if *accepted == 1 {
-            assert_eq!(again, Opening::Refused(Refusal::Spent), "a token was accepted again after the faults");
+            assert_eq!(
+                again,
+                Opening::Refused(Refusal::Spent),
+                "a token was accepted again after the faults"
+            );
             replayed += 1;
         }
     }
-    eprintln!("faults: {} tokens spent twice at once, {replayed} accepted once and refused after", sent.len());
+    eprintln!(
+        "faults: {} tokens spent twice at once, {replayed} accepted once and refused after",
+        sent.len()
+    );
     assert!(replayed > 0, "the prober got no token accepted: nothing was checked");
 
     // The ledger kept every entry and every checkpoint extends the one seen before the faults

@@ -91,12 +91,12 @@ impl Stack {
         if !Path::new("policies/release.toml").exists() || !Path::new("target/components").exists() {
             bail!("run pp dev from the repository root, after `scripts/build-components`");
         }
-        let made_with = std::fs::read_to_string(state.join("base-port")).ok().and_then(|p| p.trim().parse().ok());
+        let made_with =
+            std::fs::read_to_string(state.join("base-port")).ok().and_then(|p| p.trim().parse().ok());
         let base = match (made_with, base_port) {
-            (Some(made), Some(asked)) if made != asked => bail!(
-                "{} was made for base port {made}, not {asked}: use another --dir",
-                state.display()
-            ),
+            (Some(made), Some(asked)) if made != asked => {
+                bail!("{} was made for base port {made}, not {asked}: use another --dir", state.display())
+            }
             (Some(made), _) => made,
             (None, asked) => asked.unwrap_or(DEFAULT_BASE_PORT),
         };
@@ -235,7 +235,13 @@ impl Stack {
             "pp dev: the hosts load and check {} and the components…",
             if self.scripted { "SCRIPTED replies (no model)" } else { "the model" }
         );
-        self.wait_for(&[self.ports.keydir, self.ports.issuer, self.ports.ledger, self.ports.hosts[0], self.ports.hosts[1]])?;
+        self.wait_for(&[
+            self.ports.keydir,
+            self.ports.issuer,
+            self.ports.ledger,
+            self.ports.hosts[0],
+            self.ports.hosts[1],
+        ])?;
         self.record_release()?;
         start("gateway", &["pp-gateway", "serve", "--config", &config("gateway.toml")])?;
         start("relay", &["pp-relay", "--config", &config("relay.toml")])?;
