@@ -21,8 +21,9 @@
 //! Every request: the user's settings first (nothing leaves before opt-in, nor for a chat kept
 //! on the device), then the releases proven in the ledger, the gateway's keys, one anonymous
 //! token, and an attested session whose evidence is checked before the request is sent. A
-//! spent or retired token, or a host that fails mid-request, costs one retry in a fresh session
-//! with a fresh token; anything else fails with an error that names the phase.
+//! spent or retired token, a relay, gateway or host that fails mid-request, or a host on a
+//! release newer than the ledger view held, costs one retry in a fresh session with a fresh
+//! token; anything else fails with an error that names the phase.
 
 use crate::ledger::{LedgerClient, LedgerClientError, LedgerSettings, ReleaseView};
 use crate::receipts::{LedgerEvidence, Receipt, ReceiptError, Receipts};
@@ -235,6 +236,10 @@ impl Device {
                 if let SessionError::Attestation(_) = error {
                     trusted = self.trusted_view(true).await?;
                 }
+                if let SessionError::Transport(_) = error {
+                    // Long enough for a relay or gateway that crashed to be restarted.
+                    tokio::time::sleep(TRANSPORT_RETRY_PAUSE).await;
+                }
                 token = self.take_token(now).await?;
                 retried = true;
                 let reference = reference_values(&pinned, trusted.as_ref());
@@ -386,13 +391,20 @@ impl Device {
     }
 }
 
+/// How long the device waits before its one retry after the relay or gateway failed.
+const TRANSPORT_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// A failure that a fresh session may not meet: the token was refused as spent or under a
-/// retired key, the host went away mid-request (the gateway routes the new session to another)
-/// or no longer knows the session (it or the gateway restarted: the request was not processed),
-/// or the host runs a release newer than the ledger view this device reused (the view is checked
-/// anew for the retry).
+/// retired key; the host went away mid-request (the gateway routes the new session to another)
+/// or no longer knows the session (it or the gateway restarted: the request was not processed);
+/// the relay could not be reached or the gateway behind it did not answer (after a pause: the
+/// features keep no state, so a request that did reach a host is only computed twice); or the
+/// host runs a release newer than the ledger view this device reused (the view is checked anew
+/// for the retry).
 fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool {
     match error {
+        SessionError::Transport(TransportError::RelayUnreachable { .. }) => true,
+        SessionError::Transport(TransportError::RelayRefused { status, .. }) => (502..=504).contains(status),
         SessionError::TokenRefused(refusal) => {
             matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
         }

@@ -275,7 +275,8 @@ impl Stack {
     /// Starts a service in its own process group (a Ctrl-C meant for `pp` does not reach it).
     fn spawn(&self, name: &str, args: &[&str]) -> Result<u32> {
         use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(self.log(name))?;
+        // Appended to: a restarted service's log follows the one it had before.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(name))?;
         let mut command = Command::new(self.bin.join(args[0]));
         if name.starts_with("host-") {
             // Two hosts share this machine's cores (each has its own CVM in production): OpenMP's
