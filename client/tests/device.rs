@@ -167,6 +167,7 @@ async fn a_canary_sent_in_a_request_is_in_no_log_no_file_and_no_wire_of_any_othe
     let canary = format!("canary-{:016x}", rand::random::<u64>());
     device.summarize(Some("family"), chat(&format!("the code is {canary}, tell nobody"))).await.unwrap();
     assert_eq!(requests_served(&host), 1, "the canary reached the host");
+    assert_eq!(stack.gateway.routed_sessions(), 0, "the gateway forgot the finished session's route");
 
     let mut lines: Vec<String> = Vec::new();
     for sink in

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokens::{Redeemer, TokenConfig};
 
 pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
-use pp_vocab::session::OPEN_PATH;
+use pp_vocab::session::{OPEN_PATH, RECORDS_PATH};
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
@@ -157,6 +157,11 @@ impl Gateway {
         self.redeemer.set_directory(&directory)
     }
 
+    /// Sessions whose host the gateway still remembers (a finished session is forgotten).
+    pub fn routed_sessions(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn redeemer(&self) -> &Redeemer {
         &self.redeemer
     }
@@ -233,7 +238,14 @@ impl Gateway {
             return ("no-host", None, inner_error(503, "no healthy host; retry shortly"));
         };
         if path != OPEN_PATH {
-            return self.forward(host, path, &request).await;
+            let answer = self.forward(host, path, &request).await;
+            if path == RECORDS_PATH {
+                // The host ends a session at its records step: its route is no longer needed.
+                if let Some(session) = &session {
+                    self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+                }
+            }
+            return answer;
         }
         let authorization = request.header().get(b"authorization");
         let spent = match self.redeemer.spend(authorization, pp_vocab::unix_now()).await {
