@@ -350,15 +350,25 @@ impl Device {
     /// One token from the wallet, asking the issuer for a batch when it runs low.
     async fn take_token(&self, now: u64) -> Result<SpendableToken, DeviceError> {
         let supply = &self.tokens;
-        let held = supply.count().await?;
-        if held < self.config.tokens.refill_below.max(1) {
-            self.say(&format!(
-                "{held} anonymous token(s) left; asking the issuer for a batch (blinded: it cannot recognize them later)…"
-            ));
+        if supply.count().await? == 0 {
+            self.say("no anonymous token left; asking the issuer for a batch (blinded: it cannot recognize them later)…");
         }
         let token = supply.take(now).await?;
-        self.say(&format!("spending one anonymous token ({} left on this device)", supply.count().await?));
+        let left = supply.count().await?;
+        if left < self.config.tokens.refill_below.max(1) {
+            self.say(&format!(
+                "spending one anonymous token ({left} left; a new batch is asked for in the background)"
+            ));
+        } else {
+            self.say(&format!("spending one anonymous token ({left} left on this device)"));
+        }
         Ok(token)
+    }
+
+    /// Waits for work the device does in the background (a token batch on its way); a program
+    /// about to exit calls it so that the batch is kept.
+    pub async fn settle(&self) -> Result<(), DeviceError> {
+        Ok(self.tokens.settled().await?)
     }
 
     /// The platform policy, the simulated-TEE opt-in and any releases pinned in the config.

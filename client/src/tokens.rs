@@ -13,6 +13,7 @@ use privacypass::public_tokens::TokenRequest;
 use privacypass::{Deserialize as _, Serialize as _};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where tokens come from.
@@ -30,7 +31,7 @@ pub struct TokenSettings {
     pub origin_name: String,
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
-    /// Ask for a new batch when fewer than this many are left.
+    /// Ask for a new batch, in the background, when fewer than this many are left.
     #[serde(default = "defaults::refill_below")]
     pub refill_below: usize,
 }
@@ -40,7 +41,7 @@ mod defaults {
         16
     }
     pub fn refill_below() -> usize {
-        2
+        4
     }
 }
 
@@ -173,12 +174,19 @@ fn remove(file: &Path) -> Result<(), TokenError> {
 }
 
 /// The device's token supply. The wallet is read from its directory once; every change after
-/// goes to the files as it happens.
+/// goes to the files as it happens. When it runs low, a new batch is asked for in the background:
+/// no request waits for issuance unless the wallet is empty.
 pub struct TokenSupply {
-    settings: TokenSettings,
+    source: Arc<TokenSource>,
     dir: PathBuf,
+    wallet: Arc<tokio::sync::Mutex<Option<Wallet>>>,
+    refill: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), TokenError>>>>,
+}
+
+/// Where batches come from: the issuer, with its keys from the key directory.
+pub struct TokenSource {
+    settings: TokenSettings,
     http: reqwest::Client,
-    wallet: tokio::sync::Mutex<Option<Wallet>>,
 }
 
 impl TokenSupply {
@@ -188,46 +196,94 @@ impl TokenSupply {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("a plain HTTP client builds");
-        TokenSupply { settings, dir: state_dir.to_path_buf(), http, wallet: Default::default() }
-    }
-
-    /// The wallet, read from its files the first time.
-    async fn wallet(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Wallet>>, TokenError> {
-        let mut wallet = self.wallet.lock().await;
-        if wallet.is_none() {
-            *wallet = Some(Wallet::load(&self.dir)?);
+        TokenSupply {
+            source: Arc::new(TokenSource { settings, http }),
+            dir: state_dir.to_path_buf(),
+            wallet: Default::default(),
+            refill: Default::default(),
         }
-        Ok(wallet)
     }
 
     /// How many unspent tokens the device holds.
     pub async fn count(&self) -> Result<usize, TokenError> {
-        Ok(self.wallet().await?.as_ref().map_or(0, |wallet| wallet.tokens.len()))
+        let mut held = self.wallet.lock().await;
+        Ok(loaded(&mut held, &self.dir)?.tokens.len())
     }
 
     /// One token to spend, removed from the wallet before it is returned (a token is never
-    /// offered twice). Refills first when the wallet runs low; a failed refill only matters when
-    /// the wallet is empty.
+    /// offered twice). An empty wallet is refilled first (a batch already on its way is waited
+    /// for); a low one in the background after.
     pub async fn take(&self, now: u64) -> Result<SpendableToken, TokenError> {
-        let mut held = self.wallet().await?;
-        let wallet = held.get_or_insert_with(Wallet::default);
-        wallet.discard(&self.dir, |token| token.not_after <= now)?;
-        if wallet.tokens.len() < self.settings.refill_below.max(1) {
-            match self.issue(now).await {
-                Ok(fresh) => wallet.add(&self.dir, fresh)?,
-                Err(error) if wallet.tokens.is_empty() => return Err(error),
-                Err(_) => {}
+        let mut held = self.wallet.lock().await;
+        loaded(&mut held, &self.dir)?.discard(&self.dir, |token| token.not_after <= now)?;
+        if loaded(&mut held, &self.dir)?.tokens.is_empty() {
+            drop(held);
+            let _ = self.settled().await;
+            held = self.wallet.lock().await;
+            let wallet = loaded(&mut held, &self.dir)?;
+            if wallet.tokens.is_empty() {
+                wallet.add(&self.dir, self.source.issue(now).await?)?;
             }
         }
-        wallet.take(&self.dir)?.ok_or(TokenError::NoUsableKey)
+        let wallet = loaded(&mut held, &self.dir)?;
+        let token = wallet.take(&self.dir)?.ok_or(TokenError::NoUsableKey)?;
+        if wallet.tokens.len() < self.source.settings.refill_below.max(1) {
+            self.refill_in_background(now);
+        }
+        Ok(token)
+    }
+
+    /// Asks for a batch without waiting for it, unless one is already on its way.
+    fn refill_in_background(&self, now: u64) {
+        let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
+        if refill.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let (source, wallet, dir) = (self.source.clone(), self.wallet.clone(), self.dir.clone());
+        *refill = Some(tokio::spawn(async move {
+            let fresh = source.issue(now).await?;
+            let mut held = wallet.lock().await;
+            loaded(&mut held, &dir)?.add(&dir, fresh)
+        }));
+    }
+
+    /// Waits for a batch on its way, if any; its error, if it failed (the wallet is unchanged).
+    pub async fn settled(&self) -> Result<(), TokenError> {
+        let task = self.refill.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match task {
+            Some(task) => {
+                task.await.map_err(|e| TokenError::BadIssuance(format!("the refill stopped: {e}")))?
+            }
+            None => Ok(()),
+        }
     }
 
     /// Drops every token under `key_id` (the gateway no longer accepts that key).
     pub async fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
-        let mut held = self.wallet().await?;
-        held.get_or_insert_with(Wallet::default).discard(&self.dir, |token| token.key_id == key_id)
+        let mut held = self.wallet.lock().await;
+        loaded(&mut held, &self.dir)?.discard(&self.dir, |token| token.key_id == key_id)
     }
 
+    /// A fresh batch from the issuer, not kept in the wallet.
+    pub async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
+        self.source.issue(now).await
+    }
+
+    /// The issuer directory from every mirror, if all serve the same bytes.
+    pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
+        self.source.fetch_directory().await
+    }
+}
+
+/// The wallet, read from its files the first time.
+fn loaded<'a>(held: &'a mut Option<Wallet>, dir: &Path) -> Result<&'a mut Wallet, TokenError> {
+    if held.is_none() {
+        *held = Some(Wallet::load(dir)?);
+    }
+    Ok(held.as_mut().expect("loaded above"))
+}
+
+impl TokenSource {
     /// A fresh batch from the issuer under its newest key valid now.
     pub async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
         let directory = self.fetch_directory().await?;

@@ -246,6 +246,24 @@ async fn the_wallet_refills_in_batches_and_never_hands_out_a_token_twice() {
 }
 
 #[tokio::test]
+async fn a_low_wallet_is_refilled_in_the_background_and_kept() {
+    let stack = start_with_hosts(vec![], |_| {}).await;
+    let mut settings = stack.token_settings();
+    settings.refill_below = 2;
+    let supply = pp_client::tokens::TokenSupply::new(settings.clone(), &stack.device_dir);
+    for _ in 0..3 {
+        supply.take(pp_vocab::unix_now()).await.unwrap();
+    }
+    // 4 issued, 3 taken: the last take left 1 < 2 and asked for a batch without waiting.
+    supply.settled().await.unwrap();
+    assert_eq!(supply.count().await.unwrap(), 5);
+    let fresh = pp_client::tokens::TokenSupply::new(settings, &stack.device_dir);
+    assert_eq!(fresh.count().await.unwrap(), 5, "the batch is in the wallet's files");
+    let issued = stack.issuer.log.lines().iter().filter(|l| l.contains("outcome=issued count=4")).count();
+    assert_eq!(issued, 2);
+}
+
+#[tokio::test]
 async fn a_wrong_account_credential_is_a_clear_error_on_the_device() {
     let stack = start_with_hosts(vec![], |_| {}).await;
     let mut settings = stack.token_settings();

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use tokens::{Redeemer, TokenConfig};
 
 pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
-use pp_vocab::session::{OPEN_PATH, RECORDS_PATH};
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
+use pp_vocab::session::{OPEN_PATH, RECORDS_PATH};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 
 /// `gateway.toml`.

@@ -199,7 +199,16 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         println!("{}", outcome.response.text);
     }
+    settle(&device).await;
     Ok(())
+}
+
+/// Keeps a token batch still on its way before the program exits; its failure is not the
+/// request's (the next request asks again).
+async fn settle(device: &Device) {
+    if let Err(error) = device.settle().await {
+        eprintln!("pp: warning: the token wallet was not refilled: {error}");
+    }
 }
 
 /// `pp demo`: the stack up, the examples through it, the receipts, an audit, the stack down
@@ -233,6 +242,7 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
         let request = FeatureRequest::from_json(&std::fs::read(format!("examples/{file}.json"))?)?;
         println!("{}", device.request(&request, None).await?.response.text);
     }
+    settle(&device).await;
     println!("\n== pp receipts (what this device verified for each request; kept on the device only)");
     for receipt in device.receipts().list()? {
         println!("{}", receipt.summary());
