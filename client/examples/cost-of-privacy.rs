@@ -224,7 +224,7 @@ async fn main() {
     );
     let mean = private.iter().map(|p| p.total).sum::<Duration>() / requests as u32;
     println!(
-        "      mean total (with a token batch every {TOKEN_BATCH} requests)            {:>9.3} ms",
+        "      mean total (a token batch of {TOKEN_BATCH} issued on the same cores) {:>9.3} ms",
         ms(mean)
     );
     println!(
