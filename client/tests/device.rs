@@ -1,6 +1,7 @@
 //! The device library end to end over real servers on loopback (relay, gateway, key directory,
 //! issuer, ledger with witnesses, hosts): a host that dies mid-request costs one retry on
-//! another host, a gateway that does costs one retry after a pause; the user's settings stop a request before anything leaves; a ledger or key
+//! another host, a gateway that does costs one retry after a pause, and so does a session the
+//! host lost to a restart; the user's settings stop a request before anything leaves; a ledger or key
 //! directory that cannot be reached fails the request closed.
 
 mod common;
@@ -70,12 +71,17 @@ async fn dying_proxy(target: SocketAddr) -> (String, Arc<AtomicBool>) {
     (url, killed)
 }
 
-/// Between the relay and the gateway: passes every request but the `doomed`-th, whose
-/// connection it cuts before the gateway answers, as a gateway crashing mid-request would.
-fn cutting_proxy(target: SocketAddr, doomed: usize) -> String {
+/// Passes traffic to `target` except the `doomed`-th request that contains `marker`: that one
+/// never reaches `target`; the client gets `reply` (if any) and its connection is cut.
+fn interrupting_proxy(
+    target: SocketAddr,
+    marker: &'static [u8],
+    doomed: usize,
+    reply: Option<&'static [u8]>,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/gateway", listener.local_addr().unwrap());
+    let address = listener.local_addr().unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
@@ -85,27 +91,34 @@ fn cutting_proxy(target: SocketAddr, doomed: usize) -> String {
                 let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
                 let (mut in_read, mut in_write) = inbound.split();
                 let (mut out_read, mut out_write) = outbound.split();
+                let mut buffer = vec![0u8; 64 * 1024];
                 let upstream = async {
-                    let mut buffer = vec![0u8; 64 * 1024];
                     while let Ok(n) = in_read.read(&mut buffer).await {
-                        let starts = buffer[..n].windows(13).filter(|w| w == b"POST /gateway").count();
-                        let before = seen.fetch_add(starts, Ordering::SeqCst);
-                        if n == 0 || (before < doomed && doomed <= before + starts) {
-                            return;
+                        let found = buffer[..n].windows(marker.len()).filter(|w| *w == marker).count();
+                        let before = seen.fetch_add(found, Ordering::SeqCst);
+                        if n == 0 {
+                            return None;
+                        }
+                        if before < doomed && doomed <= before + found {
+                            return reply;
                         }
                         if out_write.write_all(&buffer[..n]).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
+                    None
                 };
-                tokio::select! {
-                    _ = upstream => {}
-                    _ = tokio::io::copy(&mut out_read, &mut in_write) => {}
+                let reply = tokio::select! {
+                    reply = upstream => reply,
+                    _ = tokio::io::copy(&mut out_read, &mut in_write) => None,
+                };
+                if let Some(reply) = reply {
+                    let _ = in_write.write_all(reply).await;
                 }
             });
         }
     });
-    url
+    format!("http://{address}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +128,8 @@ async fn a_gateway_dying_mid_request_costs_one_retry_after_a_pause() {
     // The second request through the relay (the first session's records) never gets an answer.
     let stack = start_with_hosts(vec![host.url.clone()], |relay| {
         let gateway = relay.gateway_url.trim_start_matches("http://").trim_end_matches("/gateway");
-        relay.gateway_url = cutting_proxy(gateway.parse().unwrap(), 2);
+        let proxy = interrupting_proxy(gateway.parse().unwrap(), b"POST /gateway", 2, None);
+        relay.gateway_url = format!("{proxy}/gateway");
     })
     .await;
     let ledger = start_ledger(2, None).await;
@@ -130,6 +144,30 @@ async fn a_gateway_dying_mid_request_costs_one_retry_after_a_pause() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the retry waited for a restart");
     let relay = stack.relay_log.lines();
     assert_eq!(relay.iter().filter(|l| l.contains("status=502")).count(), 1, "{relay:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_host_lost_costs_one_retry() {
+    let root = SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    // The first session's records meet a host that restarted meanwhile: it knows no such session.
+    const FORGOTTEN: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 66\r\nconnection: close\r\n\r\nno open session with this id (it never existed, expired or ended)\n";
+    let forgetful = interrupting_proxy(
+        host.url.trim_start_matches("http://").parse().unwrap(),
+        b"/session/records",
+        1,
+        Some(FORGOTTEN),
+    );
+    let stack = start_with_hosts(vec![forgetful], |_| {}).await;
+    let ledger = start_ledger(2, None).await;
+    ledger.record_release(host.measurement).await;
+    let mut device =
+        Device::open(stack.device_config(Some(ledger.settings(2)), &host), &stack.device_dir).unwrap();
+    device.opt_in().unwrap();
+    let outcome = device.summarize(None, chat("picnic on Saturday")).await.unwrap();
+    assert_eq!(outcome.response.text, REPLY);
+    assert!(outcome.receipt.retried, "the receipt says the device retried");
+    assert_eq!(requests_served(&host), 1, "the host computed the request once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
