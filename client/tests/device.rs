@@ -1,8 +1,8 @@
 //! The device library end to end over real servers on loopback (relay, gateway, key directory,
 //! issuer, ledger with witnesses, hosts): a host that dies mid-request costs one retry on
 //! another host, a gateway that does costs one retry after a pause, and so does a session the
-//! host lost to a restart; the user's settings stop a request before anything leaves; a ledger or key
-//! directory that cannot be reached fails the request closed.
+//! host lost to a restart; the user's settings stop a request before anything leaves; a ledger
+//! or key directory that cannot be reached fails the request closed.
 
 mod common;
 
