@@ -53,6 +53,7 @@ impl EvidenceSource for Attester {
                 report: root.attest(launch_measurement, &data),
                 cert_chain_pem: Vec::new(),
                 vcek_der: Vec::new(),
+                collateral: Vec::new(),
                 manifest_digest,
             }),
             Attester::SevSnp { cert_chain_pem, vcek_der } => Ok(Evidence {
@@ -60,6 +61,7 @@ impl EvidenceSource for Attester {
                 report: configfs_tsm_report(Path::new(CONFIGFS_TSM), &data)?,
                 cert_chain_pem: cert_chain_pem.clone(),
                 vcek_der: vcek_der.clone(),
+                collateral: Vec::new(),
                 manifest_digest,
             }),
         }

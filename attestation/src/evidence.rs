@@ -4,6 +4,7 @@
 
 use crate::simulated::{self, SimulatedError, SimulatedRootPublic};
 use crate::snp::{self, Endorsements, PlatformPolicy, SnpError};
+use crate::tdx::{self, TdxError};
 use pp_vocab::Sha256;
 use sha2::{Digest, Sha512};
 
@@ -13,6 +14,8 @@ const BINDING_LABEL: &[u8] = b"private-processing attestation v1\0";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TeeKind {
     SevSnp,
+    /// Intel TDX (verified; no host here produces it yet).
+    Tdx,
     /// No hardware protection at all: development only.
     Simulated,
 }
@@ -27,6 +30,8 @@ pub struct Evidence {
     pub cert_chain_pem: Vec<u8>,
     /// SEV-SNP: the VCEK (DER). Empty for the simulated TEE.
     pub vcek_der: Vec<u8>,
+    /// TDX: Intel's collateral for the quote (`QuoteCollateralV3` JSON). Empty otherwise.
+    pub collateral: Vec<u8>,
     pub manifest_digest: Sha256,
 }
 
@@ -40,6 +45,8 @@ struct WireEvidence {
     report: String,
     cert_chain_pem: String,
     vcek_der: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    collateral: String,
     manifest_digest: Sha256,
 }
 
@@ -48,12 +55,14 @@ impl Evidence {
         let wire = WireEvidence {
             tee: match self.tee {
                 TeeKind::SevSnp => "sev-snp",
+                TeeKind::Tdx => "tdx",
                 TeeKind::Simulated => "simulated",
             }
             .into(),
             report: hex::encode(&self.report),
             cert_chain_pem: hex::encode(&self.cert_chain_pem),
             vcek_der: hex::encode(&self.vcek_der),
+            collateral: hex::encode(&self.collateral),
             manifest_digest: self.manifest_digest,
         };
         serde_json::to_vec(&wire).expect("plain data serializes")
@@ -70,6 +79,7 @@ impl Evidence {
         let wire: WireEvidence = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         let tee = match wire.tee.as_str() {
             "sev-snp" => TeeKind::SevSnp,
+            "tdx" => TeeKind::Tdx,
             "simulated" => TeeKind::Simulated,
             other => return Err(malformed(format!("unknown TEE {other:?}"))),
         };
@@ -80,6 +90,7 @@ impl Evidence {
             report: bytes("report", &wire.report)?,
             cert_chain_pem: bytes("cert_chain_pem", &wire.cert_chain_pem)?,
             vcek_der: bytes("vcek_der", &wire.vcek_der)?,
+            collateral: bytes("collateral", &wire.collateral)?,
             manifest_digest: wire.manifest_digest,
         })
     }
@@ -112,6 +123,8 @@ pub enum AttestationError {
     MalformedEvidence(String),
     #[error("hardware evidence check failed: {0}")]
     Snp(#[from] SnpError),
+    #[error("hardware evidence check failed: {0}")]
+    Tdx(#[from] TdxError),
     #[error("simulated evidence check failed: {0}")]
     Simulated(#[from] SimulatedError),
     #[error("the host offered simulated evidence, which this device does not accept (no insecure-simulated option set)")]
@@ -147,6 +160,10 @@ pub fn appraise(
                 Endorsements { cert_chain_pem: &evidence.cert_chain_pem, vcek_der: &evidence.vcek_der };
             let verified = snp::verify(&evidence.report, &endorsements, &reference.platform, now)?;
             (verified.measurement, verified.report_data, false)
+        }
+        TeeKind::Tdx => {
+            let verified = tdx::verify(&evidence.report, &evidence.collateral, now)?;
+            (verified.launch_measurement, verified.report_data, false)
         }
         TeeKind::Simulated => {
             let root =
@@ -207,6 +224,7 @@ mod tests {
             report: setup.root.attest(&setup.measurement, &report_data(session, &manifest)),
             cert_chain_pem: Vec::new(),
             vcek_der: Vec::new(),
+            collateral: Vec::new(),
             manifest_digest: manifest,
         }
     }
@@ -262,6 +280,45 @@ mod tests {
         for garbage in [&b"{}"[..], b"not json", &vec![b' '; MAX_EVIDENCE_BYTES + 1]] {
             assert!(matches!(Evidence::from_json(garbage), Err(AttestationError::MalformedEvidence(_))));
         }
+    }
+
+    #[test]
+    fn real_tdx_evidence_passes_every_check_up_to_the_binding_it_was_not_made_for() {
+        let quote = include_bytes!("../../testdata/attestation/dcap-qvl/tdx_quote").to_vec();
+        let collateral =
+            include_bytes!("../../testdata/attestation/dcap-qvl/tdx_quote_collateral.json").to_vec();
+        let when = 1_751_328_000; // inside the collateral's validity
+        let manifest = Sha256::of(b"manifest");
+        let tdx = Evidence {
+            tee: TeeKind::Tdx,
+            report: quote.clone(),
+            cert_chain_pem: Vec::new(),
+            vcek_der: Vec::new(),
+            collateral: collateral.clone(),
+            manifest_digest: manifest,
+        };
+        assert_eq!(Evidence::from_json(&tdx.to_json()).unwrap(), tdx);
+        let measurement = tdx::verify(&quote, &collateral, when).unwrap().launch_measurement;
+        let mut reference = ReferenceValues {
+            launch_measurements: vec![[0; 48]],
+            manifest_digests: vec![manifest],
+            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+            accept_simulated_insecure: None,
+        };
+        let error = appraise(&tdx, &reference, &[3; 32], when).unwrap_err();
+        assert_eq!(error, AttestationError::UnknownLaunchMeasurement(hex::encode(measurement)));
+        reference.launch_measurements = vec![measurement];
+        // Its report data was made by someone else for something else: not this session.
+        assert_eq!(
+            appraise(&tdx, &reference, &[3; 32], when).unwrap_err(),
+            AttestationError::NotBoundToSession
+        );
+        let mut stale = tdx.clone();
+        stale.collateral = Vec::new();
+        assert!(matches!(
+            appraise(&stale, &reference, &[3; 32], when),
+            Err(AttestationError::Tdx(tdx::TdxError::MalformedCollateral(_)))
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`evidence`]: the evidence a host presents, its binding to one session and one release
 //!   manifest, and its appraisal against reference values;
 //! - [`snp`]: AMD SEV-SNP report verification, up to AMD's root, with one error per check;
+//! - [`tdx`]: Intel TDX quote verification against Intel's collateral, offline;
 //! - [`simulated`]: the simulated TEE for machines without SEV-SNP (insecure, always flagged);
 //! - [`attester`]: producing evidence on the host (simulated, or SEV-SNP through configfs-tsm).
 
@@ -15,6 +16,7 @@ pub mod attester;
 pub mod evidence;
 pub mod simulated;
 pub mod snp;
+pub mod tdx;
 
 pub use evidence::{
     appraise, report_data, AttestationError, AttestationResult, Evidence, ReferenceValues, TeeKind,

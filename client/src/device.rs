@@ -289,6 +289,7 @@ impl Device {
         let attestation = &verified.attestation;
         let tee = match attestation.tee {
             TeeKind::SevSnp => "AMD SEV-SNP",
+            TeeKind::Tdx => "Intel TDX",
             TeeKind::Simulated => "SIMULATED (no hardware protection)",
         };
         self.say(&format!("attestation passed before sending: TEE {tee}"));
@@ -469,6 +470,7 @@ fn receipt(
         feature: request.input.feature().into(),
         tee: match attestation.tee {
             TeeKind::SevSnp => "AMD SEV-SNP".into(),
+            TeeKind::Tdx => "Intel TDX".into(),
             TeeKind::Simulated => "simulated".into(),
         },
         simulated: attestation.simulated,

@@ -1,5 +1,5 @@
 //! Evidence as the device receives it from a host: the JSON envelope, the report, certificates,
-//! and the appraisal against reference values (simulated root and SEV-SNP paths).
+//! and the appraisal against reference values (simulated root, SEV-SNP and TDX paths).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
