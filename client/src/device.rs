@@ -41,7 +41,7 @@ use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `device.toml` (every key: `client/device.example.toml`).
@@ -113,14 +113,14 @@ pub struct Device {
     /// directory says they are fresh, and connections stay open.
     transport: Transport,
     ledger: Option<LedgerClient>,
-    view: Mutex<Option<(ReleaseView, Instant)>>,
+    view: Mutex<Option<(Arc<ReleaseView>, Instant)>>,
     tokens: TokenSupply,
     receipts: Receipts,
 }
 
 /// The ledger view a request trusts, and whether it was checked before this request.
 struct TrustedView {
-    view: ReleaseView,
+    view: Arc<ReleaseView>,
     reused: bool,
 }
 
@@ -247,7 +247,7 @@ impl Device {
             }
             other => other?,
         };
-        let view = trusted.as_ref().map(|trusted| &trusted.view);
+        let view = trusted.as_ref().map(|trusted| &*trusted.view);
         self.report_attestation(&verified, view);
         self.say(&format!(
             "answer received ({} prompt + {} generated tokens)",
@@ -330,7 +330,7 @@ impl Device {
             settings.origin,
             settings.checkpoint_urls.len()
         ));
-        let view = ledger.current().await?;
+        let view = Arc::new(ledger.current().await?);
         let checkpoint = &view.checkpoint;
         self.say(&format!(
             "  checkpoint size {} signed by the log, cosigned by {} of {} required witnesses ({}), consistent with the last one seen",
@@ -356,13 +356,8 @@ impl Device {
         }
         let token = supply.take(now).await?;
         let left = supply.count().await?;
-        if left < self.config.tokens.refill_below.max(1) {
-            self.say(&format!(
-                "spending one anonymous token ({left} left; a new batch is asked for in the background)"
-            ));
-        } else {
-            self.say(&format!("spending one anonymous token ({left} left on this device)"));
-        }
+        let coming = if supply.refilling() { "; a new batch is on its way" } else { " on this device" };
+        self.say(&format!("spending one anonymous token ({left} left{coming})"));
         Ok(token)
     }
 

@@ -198,8 +198,14 @@ fn server_name() -> ServerName<'static> {
     ServerName::try_from("private-processing-host").expect("a valid name")
 }
 
+/// AWS-LC's TLS primitives, made once for every session.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
+}
+
 fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = provider();
     let verifier = Arc::new(EvidenceBoundCertificate { provider: provider.clone(), seen: certificate });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

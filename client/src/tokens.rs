@@ -184,7 +184,7 @@ pub struct TokenSupply {
 }
 
 /// Where batches come from: the issuer, with its keys from the key directory.
-pub struct TokenSource {
+struct TokenSource {
     settings: TokenSettings,
     http: reqwest::Client,
 }
@@ -235,10 +235,10 @@ impl TokenSupply {
 
     /// Asks for a batch without waiting for it, unless one is already on its way.
     fn refill_in_background(&self, now: u64) {
-        let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
-        if refill.as_ref().is_some_and(|task| !task.is_finished()) {
+        if self.refilling() {
             return;
         }
+        let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
         let (source, wallet, dir) = (self.source.clone(), self.wallet.clone(), self.dir.clone());
         *refill = Some(tokio::spawn(async move {
             let fresh = source.issue(now).await?;
@@ -264,14 +264,9 @@ impl TokenSupply {
         loaded(&mut held, &self.dir)?.discard(&self.dir, |token| token.key_id == key_id)
     }
 
-    /// A fresh batch from the issuer, not kept in the wallet.
-    pub async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
-        self.source.issue(now).await
-    }
-
-    /// The issuer directory from every mirror, if all serve the same bytes.
-    pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
-        self.source.fetch_directory().await
+    /// Whether a batch is on its way.
+    pub fn refilling(&self) -> bool {
+        self.refill.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|task| !task.is_finished())
     }
 }
 
@@ -285,7 +280,7 @@ fn loaded<'a>(held: &'a mut Option<Wallet>, dir: &Path) -> Result<&'a mut Wallet
 
 impl TokenSource {
     /// A fresh batch from the issuer under its newest key valid now.
-    pub async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
+    async fn issue(&self, now: u64) -> Result<Vec<SpendableToken>, TokenError> {
         let directory = self.fetch_directory().await?;
         let keys = directory.public_keys().map_err(|e| TokenError::BadDirectory(e.to_string()))?;
         let key = keys
@@ -340,7 +335,7 @@ impl TokenSource {
     }
 
     /// The issuer directory from every mirror, if all serve the same bytes.
-    pub async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
+    async fn fetch_directory(&self) -> Result<IssuerDirectory, TokenError> {
         let agreed =
             fetch_agreed(&self.http, &self.settings.directory_urls).await.map_err(|error| match error {
                 MirrorError::Unreachable { url, why } => TokenError::DirectoryUnreachable { url, why },

@@ -240,17 +240,19 @@ impl Gateway {
         if path != OPEN_PATH {
             let answer = self.forward(host, path, &request).await;
             if path == RECORDS_PATH {
-                // The host ends a session at its records step: its route is no longer needed.
-                if let Some(session) = &session {
-                    self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
-                }
+                // The host ends a session at its records step.
+                self.forget_route(session.as_deref());
             }
             return answer;
         }
         let authorization = request.header().get(b"authorization");
         let spent = match self.redeemer.spend(authorization, pp_vocab::unix_now()).await {
             Ok(spent) => spent,
-            Err(refusal) => return refusal_answer(refusal),
+            Err(refusal) => {
+                // No session opens with a refused token.
+                self.forget_route(session.as_deref());
+                return refusal_answer(refusal);
+            }
         };
         // The token is already refused to anyone else; writing that down durably overlaps with
         // the host's handshake, and the answer waits for both.
@@ -258,6 +260,12 @@ impl Gateway {
         match durable {
             Ok(()) => forwarded,
             Err(refusal) => refusal_answer(refusal),
+        }
+    }
+
+    fn forget_route(&self, session: Option<&str>) {
+        if let Some(session) = session {
+            self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
         }
     }
 

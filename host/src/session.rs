@@ -182,8 +182,7 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
     let certificate = params.self_signed(&key).map_err(|e| SessionError::Tls(e.to_string()))?;
     let certificate_der = certificate.der().to_vec();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
         .with_no_client_auth()
@@ -191,6 +190,12 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
         .map_err(tls_error)?;
     config.send_half_rtt_data = true;
     Ok((Arc::new(config), certificate_der))
+}
+
+/// AWS-LC's TLS primitives, made once for every session.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
 }
 
 fn tls_error(error: rustls::Error) -> SessionError {
