@@ -192,9 +192,95 @@ mod tests {
     #[test]
     fn manifest_digest_follows_every_field() {
         let policy = parse(RELEASE).unwrap();
-        let mut changed = policy.clone();
-        changed.features.get_mut("rewrite").unwrap().max_output_bytes += 1;
         assert_eq!(policy.manifest_digest(), parse(RELEASE).unwrap().manifest_digest());
-        assert_ne!(policy.manifest_digest(), changed.manifest_digest());
+        // Every field by name: a field added to the policy fails to compile here until it gets
+        // its own change below.
+        let ReleasePolicy {
+            host: HostPolicy { version: _ },
+            model:
+                ModelPolicy {
+                    name: _,
+                    file: _,
+                    sha256: _,
+                    backend: _,
+                    context_tokens: _,
+                    threads: _,
+                    max_new_tokens: _,
+                },
+            features: _,
+            log: LogPolicy { allowed_fields: _ },
+        } = &policy;
+        type Change = Box<dyn Fn(&mut ReleasePolicy)>;
+        let mut changes: Vec<(String, Change)> = vec![
+            ("host.version".into(), Box::new(|p| p.host.version.push('1'))),
+            ("model.name".into(), Box::new(|p| p.model.name.push('1'))),
+            ("model.file".into(), Box::new(|p| p.model.file.push('1'))),
+            ("model.sha256".into(), Box::new(|p| p.model.sha256.0[31] ^= 1)),
+            ("model.context_tokens".into(), Box::new(|p| p.model.context_tokens += 1)),
+            ("model.threads".into(), Box::new(|p| p.model.threads += 1)),
+            ("model.max_new_tokens".into(), Box::new(|p| p.model.max_new_tokens += 1)),
+            (
+                "a feature more".into(),
+                Box::new(|p| {
+                    let copy = p.features["rewrite"].clone();
+                    p.features.insert("rewrite-2".into(), copy);
+                }),
+            ),
+            ("log.allowed_fields".into(), Box::new(|p| p.log.allowed_fields.push("text".into()))),
+        ];
+        // Another backend, when this build knows one.
+        let current = serde_json::to_value(policy.model.backend).unwrap();
+        for other in ["llama-cpp-cpu", "scripted"] {
+            if let Ok(backend) = serde_json::from_value::<ModelBackend>(serde_json::json!(other)) {
+                if serde_json::json!(other) != current {
+                    changes.push((
+                        format!("model.backend = {other}"),
+                        Box::new(move |p| p.model.backend = backend),
+                    ));
+                }
+            }
+        }
+        assert!(policy.features.len() >= 2);
+        for name in policy.features.keys() {
+            let FeaturePolicy {
+                component: _,
+                sha256: _,
+                fuel: _,
+                max_memory_bytes: _,
+                max_input_bytes: _,
+                max_output_bytes: _,
+            } = &policy.features[name];
+            let name = name.clone();
+            let each: [(&str, fn(&mut FeaturePolicy)); 6] = [
+                ("component", |f| f.component.push('1')),
+                ("sha256", |f| f.sha256.0[0] ^= 1),
+                ("fuel", |f| f.fuel += 1),
+                ("max_memory_bytes", |f| f.max_memory_bytes += 1),
+                ("max_input_bytes", |f| f.max_input_bytes += 1),
+                ("max_output_bytes", |f| f.max_output_bytes += 1),
+            ];
+            for (field, change) in each {
+                let name_here = name.clone();
+                changes.push((
+                    format!("features.{name}.{field}"),
+                    Box::new(move |p| change(p.features.get_mut(&name_here).unwrap())),
+                ));
+            }
+            let gone = name.clone();
+            changes.push((
+                format!("features.{name} removed"),
+                Box::new(move |p| {
+                    p.features.remove(&gone);
+                }),
+            ));
+        }
+        let mut seen = std::collections::HashSet::from([policy.manifest_digest()]);
+        for (what, change) in &changes {
+            let mut changed = policy.clone();
+            change(&mut changed);
+            assert_ne!(changed, policy, "{what}: the change changed nothing");
+            assert!(seen.insert(changed.manifest_digest()), "the manifest digest does not follow {what}");
+        }
+        assert!(changes.len() >= 9 + 2 * 7, "every field was changed: {}", changes.len());
     }
 }
