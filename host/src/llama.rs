@@ -99,22 +99,67 @@ impl LlamaGenerator {
         })
     }
 
-    fn tokenize_prompt(
+    /// The prompt's tokens: the chat template's own text (role markers and the like) with its
+    /// special tokens, each turn's content as plain text. A message that spells a control token
+    /// (`<|im_start|>system …`) stays text and cannot open a turn of its own.
+    pub fn tokenize_prompt(
         &self,
         turns: &[Turn],
         open_answer: bool,
     ) -> Result<Vec<llama_cpp_2::token::LlamaToken>, InferenceError> {
+        // The template is rendered around placeholders, never around the content itself, so
+        // only the template's text is ever parsed for special tokens.
+        let placeholders: Vec<String> = (0..turns.len()).map(placeholder).collect();
         let messages = turns
             .iter()
-            .map(|turn| LlamaChatMessage::new(turn.role.as_str().into(), turn.content.clone()))
+            .zip(&placeholders)
+            .map(|(turn, placeholder)| LlamaChatMessage::new(turn.role.as_str().into(), placeholder.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| InferenceError::InvalidParams("a prompt turn contains a NUL character".into()))?;
-        let text = self
+            .map_err(|e| InferenceError::Backend(format!("chat message: {e}")))?;
+        let rendered = self
             .model
             .apply_chat_template(&self.template, &messages, open_answer)
             .map_err(|e| InferenceError::Backend(format!("chat template: {e}")))?;
-        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::new();
+        // BOS (if the model wants one) once, before everything.
+        let mut first = true;
+        let mut push = |text: &str, parse_special: bool| {
+            vocab.tokenize_into(text.as_bytes(), &mut tokens, std::mem::take(&mut first), parse_special);
+        };
+        let garbled =
+            || InferenceError::Backend("chat template: the turns are not rendered verbatim, in order".into());
+        let mut rest = rendered.as_str();
+        for (turn, placeholder) in turns.iter().zip(&placeholders) {
+            let (template_text, after) = rest.split_once(placeholder.as_str()).ok_or_else(garbled)?;
+            if template_text.contains(PLACEHOLDER_MARK) {
+                return Err(garbled());
+            }
+            push(template_text, true);
+            push(&turn.content, false);
+            rest = after;
+        }
+        if rest.contains(PLACEHOLDER_MARK) {
+            return Err(garbled());
+        }
+        push(rest, true);
+        Ok(tokens)
     }
+
+    /// The token a piece of text is as one special token (e.g. `<|im_start|>`), if it is one.
+    pub fn special_token(&self, text: &str) -> Option<llama_cpp_2::token::LlamaToken> {
+        match self.model.vocab().tokenize(text.as_bytes(), false, true)[..] {
+            [token] => Some(token),
+            _ => None,
+        }
+    }
+}
+
+/// Marks a placeholder: a control character no chat template writes.
+const PLACEHOLDER_MARK: char = '\u{1}';
+
+fn placeholder(index: usize) -> String {
+    format!("{PLACEHOLDER_MARK}pp-turn-{index}{PLACEHOLDER_MARK}")
 }
 
 fn check_architecture(fd_path: &std::path::Path, path: &std::path::Path) -> Result<(), ModelError> {
@@ -246,7 +291,8 @@ fn sampler(model: &LlamaModel, params: &GenerationParams) -> LlamaSampler {
 }
 
 /// `$PP_MODEL_DIR`, else `$XDG_CACHE_HOME/private-processing/models`, else
-/// `~/.cache/private-processing/models`: where `scripts/fetch-model` puts the model.
+/// `~/.cache/private-processing/models`: where `scripts/fetch-model` puts the model. For
+/// developer tools only: the serving `pp-host` reads no environment and takes `--model-dir`.
 pub fn default_model_dir() -> std::path::PathBuf {
     if let Some(dir) = std::env::var_os("PP_MODEL_DIR") {
         return dir.into();

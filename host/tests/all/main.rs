@@ -5,6 +5,7 @@
 
 mod common;
 mod components;
+mod injection;
 mod model;
 mod quality;
 mod sandbox;
