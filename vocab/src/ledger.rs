@@ -54,6 +54,18 @@ impl ReleaseRecord {
         serde_json::from_slice(leaf).map_err(|e| LedgerError::Malformed(format!("release record: {e}")))
     }
 
+    /// Checks that `manifest_digest` is the digest of `manifest`, computed as the release policy
+    /// computes it (its canonical JSON): a record cannot name one release and show another.
+    pub fn check_manifest_digest(&self) -> Result<(), LedgerError> {
+        let policy: crate::policy::ReleasePolicy = serde_json::from_value(self.manifest.clone())
+            .map_err(|e| LedgerError::ManifestNotAPolicy(e.to_string()))?;
+        let computed = policy.manifest_digest();
+        if computed != self.manifest_digest {
+            return Err(LedgerError::ManifestDigestMismatch { recorded: self.manifest_digest, computed });
+        }
+        Ok(())
+    }
+
     pub fn launch_measurement(&self) -> Result<[u8; 48], LedgerError> {
         hex::decode(&self.launch_measurement)
             .ok()
@@ -87,6 +99,18 @@ pub enum LedgerError {
     ProofLength(usize),
     #[error("the record is {0} bytes, over the limit")]
     RecordTooLarge(usize),
+    #[error("the record's manifest is not a release policy: {0}")]
+    ManifestNotAPolicy(String),
+    #[error("the record's manifest digest {recorded} is not the digest of its manifest ({computed})")]
+    ManifestDigestMismatch { recorded: crate::Sha256, computed: crate::Sha256 },
+    #[error(
+        "the witness key {0:?} is pinned twice (under two names it would count twice towards the quorum)"
+    )]
+    DuplicateWitnessKey(String),
+    #[error("the witness name {0:?} is pinned twice")]
+    DuplicateWitnessName(String),
+    #[error("the witness key id {0:08x} is pinned twice")]
+    DuplicateWitnessKeyId(u32),
 }
 
 /// A checkpoint that passed [`TrustPolicy::verify_checkpoint`].
@@ -121,6 +145,21 @@ impl TrustPolicy {
             .map_err(|e| LedgerError::Malformed(format!("log key: {e}")))?;
         let witnesses =
             witness_vkeys.iter().map(|key| CosignatureVerifier::new(key)).collect::<Result<Vec<_>, _>>()?;
+        // Each pinned witness must be a different party: a cosignature names no witness in what
+        // it signs, so one key under two names would verify twice and count twice.
+        for (i, witness) in witnesses.iter().enumerate() {
+            for earlier in &witnesses[..i] {
+                if earlier.key == witness.key {
+                    return Err(LedgerError::DuplicateWitnessKey(witness_vkeys[i].clone()));
+                }
+                if earlier.name == witness.name {
+                    return Err(LedgerError::DuplicateWitnessName(witness.name.clone()));
+                }
+                if earlier.id == witness.id {
+                    return Err(LedgerError::DuplicateWitnessKeyId(witness.id));
+                }
+            }
+        }
         if quorum > witnesses.len() {
             return Err(LedgerError::Malformed(format!(
                 "a quorum of {quorum} from {} witnesses",
@@ -434,5 +473,64 @@ mod tests {
         let stranger = CosignatureVerifier::new(&Cosigner::new("witness.test/w1", [8; 32]).vkey()).unwrap();
         assert!(!signed_note::Verifier::verify(&stranger, &body, &signature[4..]));
         assert!(CosignatureVerifier::new("witness.test/w1+00000000+AAAA").is_err());
+    }
+
+    /// The witnesses a policy pinning `witnesses` keeps, or why it refuses them.
+    fn policy(witnesses: &[String]) -> Result<usize, LedgerError> {
+        let log = signed_note::new_ed25519_verifier_key(
+            "ledger.test/releases",
+            &SigningKey::from_bytes(&[3; 32]).verifying_key(),
+        );
+        Ok(TrustPolicy::new("ledger.test/releases", &log, witnesses, 1)?.witnesses.len())
+    }
+
+    #[test]
+    fn finding_9_duplicate_witness_key_is_refused() {
+        let one = Cosigner::new("witness.test/w1", [7; 32]);
+        let two = Cosigner::new("witness.test/w2", [8; 32]);
+        assert_eq!(policy(&[one.vkey(), two.vkey()]).unwrap(), 2);
+        // The same key under a second name.
+        let same_key = Cosigner::new("witness.test/also-w1", [7; 32]);
+        let error = policy(&[one.vkey(), two.vkey(), same_key.vkey()]).unwrap_err();
+        assert_eq!(error, LedgerError::DuplicateWitnessKey(same_key.vkey()));
+        assert!(error.to_string().contains("witness.test/also-w1"), "{error}");
+        // The very same line twice.
+        assert_eq!(
+            policy(&[one.vkey(), one.vkey()]).unwrap_err(),
+            LedgerError::DuplicateWitnessKey(one.vkey())
+        );
+    }
+
+    #[test]
+    fn finding_9_duplicate_witness_name_or_key_id_is_refused() {
+        let one = Cosigner::new("witness.test/w1", [7; 32]);
+        let same_name = Cosigner::new("witness.test/w1", [9; 32]);
+        assert_eq!(
+            policy(&[one.vkey(), same_name.vkey()]).unwrap_err(),
+            LedgerError::DuplicateWitnessName("witness.test/w1".into())
+        );
+        // Two witnesses, other names and other keys, whose 32-bit key ids collide: found by a
+        // birthday search between the names of two keys.
+        let keys = [
+            SigningKey::from_bytes(&[7; 32]).verifying_key(),
+            SigningKey::from_bytes(&[8; 32]).verifying_key(),
+        ];
+        let mut seen = [std::collections::HashMap::new(), std::collections::HashMap::new()];
+        let (a, b) = (0u32..)
+            .find_map(|i| {
+                let name = format!("w{i}");
+                let ids = [cosigner_key_id(&name, &keys[0]), cosigner_key_id(&name, &keys[1])];
+                seen[0].insert(ids[0], name.clone());
+                seen[1].insert(ids[1], name.clone());
+                (seen[1].get(&ids[0]).map(|other| (name.clone(), other.clone())))
+                    .or_else(|| seen[0].get(&ids[1]).map(|other| (other.clone(), name.clone())))
+            })
+            .unwrap();
+        let (first, second) = (Cosigner::new(&a, [7; 32]), Cosigner::new(&b, [8; 32]));
+        assert_eq!(first.id, second.id);
+        assert_eq!(
+            policy(&[first.vkey(), second.vkey()]).unwrap_err(),
+            LedgerError::DuplicateWitnessKeyId(first.id)
+        );
     }
 }
