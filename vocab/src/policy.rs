@@ -251,7 +251,8 @@ mod tests {
                 max_output_bytes: _,
             } = &policy.features[name];
             let name = name.clone();
-            let each: [(&str, fn(&mut FeaturePolicy)); 6] = [
+            type FieldChange = (&'static str, fn(&mut FeaturePolicy));
+            let each: [FieldChange; 6] = [
                 ("component", |f| f.component.push('1')),
                 ("sha256", |f| f.sha256.0[0] ^= 1),
                 ("fuel", |f| f.fuel += 1),
