@@ -1,10 +1,13 @@
 //! Known answers from the C2SP specifications: the signed-note example (c2sp.org/signed-note,
 //! from Go's sumdb/note), the checkpoint example (c2sp.org/tlog-checkpoint) and the cosignature
-//! example (c2sp.org/tlog-cosignature).
+//! example (c2sp.org/tlog-cosignature); and a checkpoint published by a real log (Go's checksum
+//! database, sum.golang.org) checked by our own `TrustPolicy` under the log's published key.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use pp_vocab::ledger::{checkpoint_body, cosignature_timestamp, parse_checkpoint, TreeHash};
+use pp_vocab::ledger::{
+    checkpoint_body, cosignature_timestamp, parse_checkpoint, Cosigner, LedgerError, TreeHash, TrustPolicy,
+};
 use signed_note::{Note, StandardVerifier, VerifierList};
 
 const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
@@ -21,6 +24,51 @@ fn the_signed_note_example_verifies_and_a_flipped_byte_does_not() {
     assert_eq!((verified.len(), unverified.len()), (1, 0));
     let tampered = PETER_NOTE.replace("cryptography", "cryptographY");
     assert!(Note::from_bytes(tampered.as_bytes()).unwrap().verify(&verifiers()).is_err());
+    // The key id is the spec's: SHA-256(name || "\n" || 0x01 || key), first 4 bytes.
+    let (name, rest) = PETER_VKEY.split_once('+').unwrap();
+    let (id, material) = rest.split_once('+').unwrap();
+    let material = STANDARD.decode(material).unwrap();
+    assert_eq!(material[0], 0x01, "Ed25519");
+    let digest = pp_vocab::Sha256::of(&[name.as_bytes(), b"\n", &material].concat());
+    assert_eq!(hex::encode(&digest.0[..4]), id);
+}
+
+/// Go's checksum database: its published verifier key (in the Go toolchain) and a checkpoint
+/// it signed (a C2SP checkpoint, origin "go.sum database tree").
+const SUMDB_VKEY: &str = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8";
+const SUMDB_CHECKPOINT: &str = "go.sum database tree\n63512409\nF7eHRPqN/cqPtqti14NKdGGaI1Giw8coWP3KxihFZbg=\n\n\
+                                — sum.golang.org Az3gri1OBHKT87Xj8UXU8zjoHGy/X+7Nl94f8TZkELVaasolmGApUsWqwVG9vE6hgqYb/ph/w2vdkLIVRH7bMB/FPQ4=\n";
+
+#[test]
+fn our_trust_policy_accepts_a_published_checkpoint_and_refuses_it_changed() {
+    let policy = TrustPolicy::new("go.sum database tree", SUMDB_VKEY, &[], 0).unwrap();
+    let verified = policy.verify_checkpoint(SUMDB_CHECKPOINT.as_bytes()).unwrap();
+    assert_eq!((verified.origin.as_str(), verified.size), ("go.sum database tree", 63512409));
+    let root: [u8; 32] =
+        STANDARD.decode("F7eHRPqN/cqPtqti14NKdGGaI1Giw8coWP3KxihFZbg=").unwrap().try_into().unwrap();
+    assert_eq!(verified.root.0, root);
+    // Another size, another root byte, a flipped signature byte: the log's signature fails.
+    let resized = SUMDB_CHECKPOINT.replace("63512409", "63512408");
+    let rerooted = SUMDB_CHECKPOINT.replace("F7eH", "F7eI");
+    let resigned = SUMDB_CHECKPOINT.replace("Az3gri1O", "Az3gri1P");
+    for changed in [resized, rerooted, resigned] {
+        assert_eq!(policy.verify_checkpoint(changed.as_bytes()).unwrap_err(), LedgerError::LogSignature);
+    }
+    // Under another log's key, or for another origin, it is refused with its own error.
+    let other = TrustPolicy::new("go.sum database tree", PETER_VKEY, &[], 0).unwrap();
+    assert_eq!(other.verify_checkpoint(SUMDB_CHECKPOINT.as_bytes()).unwrap_err(), LedgerError::LogSignature);
+    let elsewhere = TrustPolicy::new("example.com/behind-the-sofa", SUMDB_VKEY, &[], 0).unwrap();
+    assert!(matches!(
+        elsewhere.verify_checkpoint(SUMDB_CHECKPOINT.as_bytes()),
+        Err(LedgerError::WrongOrigin { .. })
+    ));
+    // A witness quorum the note lacks.
+    let witness = Cosigner::new("witness.test/w1", [3; 32]).vkey();
+    let strict = TrustPolicy::new("go.sum database tree", SUMDB_VKEY, &[witness], 1).unwrap();
+    assert_eq!(
+        strict.verify_checkpoint(SUMDB_CHECKPOINT.as_bytes()).unwrap_err(),
+        LedgerError::Quorum { have: 0, need: 1 }
+    );
 }
 
 const CHECKPOINT_EXAMPLE: &str =
@@ -49,7 +97,24 @@ fn the_cosignature_example_carries_the_spec_timestamp_and_key_id() {
     assert_eq!(cosignature_timestamp(COSIGNATURE), Some(1679315147));
     let payload = STANDARD.decode(COSIGNATURE.trim_end().rsplit(' ').next().unwrap()).unwrap();
     assert_eq!(payload.len(), 4 + 8 + 64, "key id, timestamp, Ed25519 signature");
-    assert_eq!(&payload[..4], &[0x8d, 0x66, 0xcf, 0x3f]);
+    assert_eq!(&payload[4..12], &1679315147u64.to_be_bytes(), "the timestamp follows the key id");
+
+    // The example's witness key is not published, so its key id cannot be rederived; our
+    // witnesses' ids are checked against the spec's formula instead, computed here:
+    // SHA-256(name || "\n" || 0x04 || key), first 4 bytes.
+    let vkey = Cosigner::new("witness.example.com/w1", [9; 32]).vkey();
+    let mut parts = vkey.splitn(3, '+');
+    let (name, id, material) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let material = STANDARD.decode(material).unwrap();
+    assert_eq!((material[0], material.len()), (0x04, 33), "a cosignature/v1 Ed25519 key");
+    let digest = pp_vocab::Sha256::of(&[name.as_bytes(), b"\n", &material].concat());
+    assert_eq!(id, hex::encode(&digest.0[..4]));
+    // And its cosignature lines carry that id, then the timestamp.
+    let body = checkpoint_body("example.com/behind-the-sofa", 20852163, TreeHash([1; 32]));
+    let line = Cosigner::new("witness.example.com/w1", [9; 32]).cosign(&body, 1679315147);
+    let payload = STANDARD.decode(line.trim_end().rsplit(' ').next().unwrap()).unwrap();
+    assert_eq!(hex::encode(&payload[..4]), id);
+    assert_eq!(cosignature_timestamp(&line), Some(1679315147));
 }
 
 #[test]
