@@ -3,7 +3,33 @@
 //! directory, and spent one per session at the gateway (which cannot tell whose they are).
 //!
 //! The issuer's keys come from the key directory, and every mirror must serve the same bytes:
-//! a key handed to this device alone would mark its tokens.
+//! a key handed to this device alone would mark its tokens. A directory that no longer lists
+//! the key of tokens the device holds does not make it drop them: a mirror's word is not the
+//! issuer's, and only the gateway's own refusal of a key (it takes its keys from the issuer)
+//! retires them ([`TokenSupply::discard_key`]).
+//!
+//! **Timing.** The issuer and the gateway belong to one operator, who could match "account A
+//! fetched a batch at T" with "a token was redeemed at T + ε" (RFC 9576 §6). So issuance is
+//! kept apart from spending:
+//!
+//! - Refills run on their own timer, at jittered intervals (`refill_interval_ms`, each wait
+//!   drawn from ½–1½ times it), while the wallet holds fewer than `refill_below`; a spend never
+//!   asks for a batch. The buffer is deep (32 a batch, refilled below 16), so a spend normally
+//!   draws on a batch fetched long before.
+//! - The decorrelation window: no token is spent within `decorrelation_ms` (W) after this
+//!   device's latest issuance. A spend that comes sooner waits until a point drawn at random in
+//!   [W, 2W) after it; the timer does not start a batch within W after a spend either (the
+//!   token is on its way to the gateway). The point is kept in the wallet's directory, so a new
+//!   process honours it too.
+//! - An empty wallet (the first request after opt-in, or a device idle until its tokens
+//!   expired) asks for a batch at once and then waits W–2W before spending from it.
+//!
+//! What remains: issuance still shows the issuer that the account's device is running at T.
+//! A program that lives for one request (`pp`) never sees its timer fire, so its wallet is
+//! refilled only when empty, at a request that then waits W–2W: that spend is separated from
+//! its issuance only by a random delay, which hides it among the other devices' spends in
+//! that interval and no more. A device that keeps running refills on its timer, apart from
+//! its spends.
 
 use crate::mirrors::{fetch_agreed, MirrorError};
 use blind_rsa_signatures::DefaultRng;
@@ -13,8 +39,9 @@ use privacypass::public_tokens::TokenRequest;
 use privacypass::{Deserialize as _, Serialize as _};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where tokens come from.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,17 +58,30 @@ pub struct TokenSettings {
     pub origin_name: String,
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
-    /// Ask for a new batch, in the background, when fewer than this many are left.
+    /// The refill timer asks for a batch when fewer than this many are left.
     #[serde(default = "defaults::refill_below")]
     pub refill_below: usize,
+    /// The refill timer's mean interval; each wait is drawn from ½–1½ times it.
+    #[serde(default = "defaults::refill_interval_ms")]
+    pub refill_interval_ms: u64,
+    /// No token is spent within this long after an issuance (a spend that comes sooner waits a
+    /// random 1–2 times it); 0 turns the window off.
+    #[serde(default = "defaults::decorrelation_ms")]
+    pub decorrelation_ms: u64,
 }
 
 mod defaults {
     pub fn batch_size() -> usize {
-        16
+        32
     }
     pub fn refill_below() -> usize {
-        4
+        16
+    }
+    pub fn refill_interval_ms() -> u64 {
+        10 * 60 * 1_000
+    }
+    pub fn decorrelation_ms() -> u64 {
+        5_000
     }
 }
 
@@ -91,7 +131,13 @@ impl std::fmt::Debug for SpendableToken {
 struct Wallet {
     /// (file name, token), the next to spend last.
     tokens: Vec<(String, SpendableToken)>,
+    /// Unix milliseconds before which no token may be spent: the decorrelation window after the
+    /// latest issuance (its file: [`SPEND_AFTER_FILE`]).
+    spend_after_ms: u64,
 }
+
+/// In the wallet's directory: the end of the current decorrelation window, unix milliseconds.
+const SPEND_AFTER_FILE: &str = "spend-after";
 
 impl Wallet {
     fn dir(state_dir: &Path) -> PathBuf {
@@ -106,6 +152,13 @@ impl Wallet {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Wallet::default()),
             Err(e) => return Err(error(&dir, e.to_string())),
         };
+        let spend_after = dir.join(SPEND_AFTER_FILE);
+        let spend_after_ms = match std::fs::read_to_string(&spend_after) {
+            // Unreadable counts as "just issued": waiting is the safe side.
+            Ok(text) => text.trim().parse().unwrap_or(u64::MAX),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(error(&spend_after, e.to_string())),
+        };
         let mut tokens = Vec::new();
         for entry in entries {
             let path = entry.map_err(|e| error(&dir, e.to_string()))?.path();
@@ -118,14 +171,27 @@ impl Wallet {
             tokens.push((name, token));
         }
         tokens.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Wallet { tokens })
+        Ok(Wallet { tokens, spend_after_ms })
     }
 
-    /// Writes each new token to its own file (a temporary name first, so a file is whole).
-    fn add(&mut self, state_dir: &Path, fresh: Vec<SpendableToken>) -> Result<(), TokenError> {
+    /// Writes each new token to its own file (a temporary name first, so a file is whole),
+    /// after the end of its batch's decorrelation window, `spend_after_ms`.
+    fn add(
+        &mut self,
+        state_dir: &Path,
+        fresh: Vec<SpendableToken>,
+        spend_after_ms: u64,
+    ) -> Result<(), TokenError> {
         let dir = Wallet::dir(state_dir);
         let error = |file: &Path, why: String| TokenError::Wallet { file: file.display().to_string(), why };
         std::fs::create_dir_all(&dir).map_err(|e| error(&dir, e.to_string()))?;
+        let spend_after_ms = spend_after_ms.max(self.spend_after_ms);
+        let window = dir.join(SPEND_AFTER_FILE);
+        let temporary = dir.join(format!(".{SPEND_AFTER_FILE}.tmp"));
+        std::fs::write(&temporary, format!("{spend_after_ms}\n"))
+            .and_then(|_| std::fs::rename(&temporary, &window))
+            .map_err(|e| error(&window, e.to_string()))?;
+        self.spend_after_ms = spend_after_ms;
         for token in fresh {
             let name = format!("{:032x}.token", rand::random::<u128>());
             let temporary = dir.join(format!(".{name}.tmp"));
@@ -174,13 +240,31 @@ fn remove(file: &Path) -> Result<(), TokenError> {
 }
 
 /// The device's token supply. The wallet is read from its directory once; every change after
-/// goes to the files as it happens. When it runs low, a new batch is asked for in the background:
-/// no request waits for issuance unless the wallet is empty.
+/// goes to the files as it happens. A timer, started by the first spend, refills the wallet in
+/// the background when it runs low; no request waits for issuance unless the wallet is empty,
+/// and none spends within the decorrelation window after an issuance (see the module's docs).
 pub struct TokenSupply {
-    source: Arc<TokenSource>,
+    shared: Arc<Shared>,
+    timer: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+/// What the supply and its timer share.
+struct Shared {
+    source: TokenSource,
     dir: PathBuf,
-    wallet: Arc<tokio::sync::Mutex<Option<Wallet>>>,
+    /// Held across a spend's wait and an empty wallet's issuance: the timer needs it to start
+    /// a batch, so nothing is issued while a spend waits.
+    wallet: tokio::sync::Mutex<Held>,
     refill: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), TokenError>>>>,
+    /// A batch is on its way: set with the wallet locked, cleared once the batch is in it.
+    refilling: AtomicBool,
+}
+
+#[derive(Default)]
+struct Held {
+    wallet: Option<Wallet>,
+    /// When a token last left the wallet: the timer starts no batch within the window after.
+    last_spend: Option<Instant>,
 }
 
 /// Where batches come from: the issuer, with its keys from the key directory.
@@ -196,60 +280,74 @@ impl TokenSupply {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("a plain HTTP client builds");
-        TokenSupply {
-            source: Arc::new(TokenSource { settings, http }),
+        let shared = Shared {
+            source: TokenSource { settings, http },
             dir: state_dir.to_path_buf(),
             wallet: Default::default(),
             refill: Default::default(),
-        }
+            refilling: AtomicBool::new(false),
+        };
+        TokenSupply { shared: Arc::new(shared), timer: Default::default() }
     }
 
     /// How many unspent tokens the device holds.
     pub async fn count(&self) -> Result<usize, TokenError> {
-        let mut held = self.wallet.lock().await;
-        Ok(loaded(&mut held, &self.dir)?.tokens.len())
+        let mut held = self.shared.wallet.lock().await;
+        Ok(held.loaded(&self.shared.dir)?.tokens.len())
     }
 
     /// One token to spend, removed from the wallet before it is returned (a token is never
-    /// offered twice). An empty wallet is refilled first (a batch already on its way is waited
-    /// for); a low one in the background after.
+    /// offered twice). A batch on its way is waited for; an empty wallet is refilled first; and
+    /// the token leaves only once the decorrelation window after the latest issuance is over.
     pub async fn take(&self, now: u64) -> Result<SpendableToken, TokenError> {
-        let mut held = self.wallet.lock().await;
-        loaded(&mut held, &self.dir)?.discard(&self.dir, |token| token.not_after <= now)?;
-        if loaded(&mut held, &self.dir)?.tokens.is_empty() {
-            drop(held);
-            let _ = self.settled().await;
-            held = self.wallet.lock().await;
-            let wallet = loaded(&mut held, &self.dir)?;
-            if wallet.tokens.is_empty() {
-                wallet.add(&self.dir, self.source.issue(now).await?)?;
+        self.start_timer();
+        let shared = &self.shared;
+        let window = shared.window();
+        let mut held = loop {
+            let held = shared.wallet.lock().await;
+            if !shared.refilling() {
+                break held;
             }
+            drop(held);
+            // A batch on its way is issued at a moment not known yet: let it land first.
+            if self.settled().await.is_ok() {
+                // Another spend may be waiting for the same batch: look again shortly.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let dir = &shared.dir;
+        held.loaded(dir)?.discard(dir, |token| token.not_after <= now)?;
+        if held.loaded(dir)?.tokens.is_empty() {
+            let fresh = shared.source.issue(now).await?;
+            held.loaded(dir)?.add(dir, fresh, spend_after(window))?;
         }
-        let wallet = loaded(&mut held, &self.dir)?;
-        let token = wallet.take(&self.dir)?.ok_or(TokenError::NoUsableKey)?;
-        if wallet.tokens.len() < self.source.settings.refill_below.max(1) {
-            self.refill_in_background(now);
+        let wait_ms = held.loaded(dir)?.spend_after_ms.saturating_sub(unix_ms());
+        // A clock set back cannot make a spend wait longer than a window can.
+        let wait = Duration::from_millis(wait_ms).min(2 * window);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
+        let token = held.loaded(dir)?.take(dir)?.ok_or(TokenError::NoUsableKey)?;
+        held.last_spend = Some(Instant::now());
         Ok(token)
     }
 
-    /// Asks for a batch without waiting for it, unless one is already on its way.
-    fn refill_in_background(&self, now: u64) {
-        if self.refilling() {
-            return;
-        }
-        let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
-        let (source, wallet, dir) = (self.source.clone(), self.wallet.clone(), self.dir.clone());
-        *refill = Some(tokio::spawn(async move {
-            let fresh = source.issue(now).await?;
-            let mut held = wallet.lock().await;
-            loaded(&mut held, &dir)?.add(&dir, fresh)
-        }));
+    /// Starts the refill timer (once, from inside the runtime); it stops with the supply.
+    fn start_timer(&self) {
+        self.timer.get_or_init(|| {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(shared.next_tick()).await;
+                    shared.refill_if_low().await;
+                }
+            })
+        });
     }
 
     /// Waits for a batch on its way, if any; its error, if it failed (the wallet is unchanged).
     pub async fn settled(&self) -> Result<(), TokenError> {
-        let task = self.refill.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = self.shared.refill.lock().unwrap_or_else(|p| p.into_inner()).take();
         match task {
             Some(task) => {
                 task.await.map_err(|e| TokenError::BadIssuance(format!("the refill stopped: {e}")))?
@@ -260,22 +358,93 @@ impl TokenSupply {
 
     /// Drops every token under `key_id` (the gateway no longer accepts that key).
     pub async fn discard_key(&self, key_id: &str) -> Result<(), TokenError> {
-        let mut held = self.wallet.lock().await;
-        loaded(&mut held, &self.dir)?.discard(&self.dir, |token| token.key_id == key_id)
+        let mut held = self.shared.wallet.lock().await;
+        held.loaded(&self.shared.dir)?.discard(&self.shared.dir, |token| token.key_id == key_id)
     }
 
     /// Whether a batch is on its way.
     pub fn refilling(&self) -> bool {
-        self.refill.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|task| !task.is_finished())
+        self.shared.refilling()
     }
 }
 
-/// The wallet, read from its files the first time.
-fn loaded<'a>(held: &'a mut Option<Wallet>, dir: &Path) -> Result<&'a mut Wallet, TokenError> {
-    if held.is_none() {
-        *held = Some(Wallet::load(dir)?);
+impl Drop for TokenSupply {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.get() {
+            timer.abort();
+        }
     }
-    Ok(held.as_mut().expect("loaded above"))
+}
+
+impl Shared {
+    fn window(&self) -> Duration {
+        Duration::from_millis(self.source.settings.decorrelation_ms)
+    }
+
+    /// The timer's next wait: ½–1½ times the interval, at random.
+    fn next_tick(&self) -> Duration {
+        let mean = self.source.settings.refill_interval_ms.max(1) as f64;
+        Duration::from_millis((mean * (0.5 + rand::random::<f64>())) as u64)
+    }
+
+    fn refilling(&self) -> bool {
+        self.refilling.load(Ordering::SeqCst)
+    }
+
+    /// A timer tick: asks for a batch in the background if the wallet is low, unless one is on
+    /// its way or a token left within the window (it may still be on its way to the gateway).
+    async fn refill_if_low(self: &Arc<Self>) {
+        let mut held = self.wallet.lock().await;
+        if self.refilling() || held.last_spend.is_some_and(|at| at.elapsed() < self.window()) {
+            return;
+        }
+        let Ok(wallet) = held.loaded(&self.dir) else { return };
+        if wallet.tokens.len() >= self.source.settings.refill_below.max(1) {
+            return;
+        }
+        let shared = self.clone();
+        // Set while the wallet is locked: a spend that locks it next sees the batch coming.
+        self.refilling.store(true, Ordering::SeqCst);
+        *self.refill.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(async move {
+            // Cleared however the task ends (a panic too): a spend must never wait for nothing.
+            let landed = Landed(shared);
+            let fresh = landed.0.source.issue(pp_vocab::unix_now()).await?;
+            let mut held = landed.0.wallet.lock().await;
+            held.loaded(&landed.0.dir)?.add(&landed.0.dir, fresh, spend_after(landed.0.window()))
+        }));
+    }
+}
+
+/// Marks the batch on its way as landed (or lost) when dropped.
+struct Landed(Arc<Shared>);
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.refilling.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Held {
+    /// The wallet, read from its files the first time.
+    fn loaded(&mut self, dir: &Path) -> Result<&mut Wallet, TokenError> {
+        if self.wallet.is_none() {
+            self.wallet = Some(Wallet::load(dir)?);
+        }
+        Ok(self.wallet.as_mut().expect("loaded above"))
+    }
+}
+
+/// The end of the decorrelation window of a batch that arrived just now: a random point in
+/// [W, 2W) from now.
+fn spend_after(window: Duration) -> u64 {
+    let window = window.as_millis() as u64;
+    unix_ms() + window + (window as f64 * rand::random::<f64>()) as u64
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 impl TokenSource {

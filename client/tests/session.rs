@@ -250,11 +250,16 @@ async fn a_low_wallet_is_refilled_in_the_background_and_kept() {
     let stack = start_with_hosts(vec![], |_| {}).await;
     let mut settings = stack.token_settings();
     settings.refill_below = 2;
+    settings.refill_interval_ms = 50;
     let supply = pp_client::tokens::TokenSupply::new(settings.clone(), &stack.device_dir);
     for _ in 0..3 {
         supply.take(pp_vocab::unix_now()).await.unwrap();
     }
-    // 4 issued, 3 taken: the last take left 1 < 2 and asked for a batch without waiting.
+    // 4 issued, 3 taken: 1 < 2 left, and the refill timer (never the spend) asks for a batch.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while supply.count().await.unwrap() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     supply.settled().await.unwrap();
     assert_eq!(supply.count().await.unwrap(), 5);
     let fresh = pp_client::tokens::TokenSupply::new(settings, &stack.device_dir);

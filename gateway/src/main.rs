@@ -102,8 +102,8 @@ async fn run(config_file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The token checker: the issuer directory (waiting up to 30 s for it, as the key directory may
-/// be starting too) and the spent-token store.
+/// The token checker: the issuer's directory, from the issuer itself (waiting up to 30 s for it,
+/// as the issuer may be starting too), and the spent-token store.
 async fn open_redeemer(config: &TokenConfig) -> anyhow::Result<Redeemer> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let mut attempts = 0;
@@ -124,8 +124,8 @@ async fn open_redeemer(config: &TokenConfig) -> anyhow::Result<Redeemer> {
     let redeemer =
         Redeemer::new(config, &directory, store).map_err(|why| anyhow::anyhow!("issuer directory: {why}"))?;
     eprintln!(
-        "pp-gateway: redeeming tokens of issuer {:?} for origin {:?}, spent tokens in {}",
-        config.issuer_name, config.origin_name, config.spent_store
+        "pp-gateway: redeeming tokens of issuer {:?} for origin {:?}, its keys from {}, spent tokens in {}",
+        config.issuer_name, config.origin_name, config.directory, config.spent_store
     );
     Ok(redeemer)
 }

@@ -6,6 +6,11 @@
 //! fleet of gateways shares it. An entry lives as long as the key that signed its token: once
 //! the key is retired no token under it is accepted anyway, so the entry can go and the store
 //! stays bounded.
+//!
+//! The issuer's keys come from the issuer itself, over the operator's network
+//! ([`TokenConfig::directory`]), never from the key directory: a CDN that could add a
+//! key here could mint tokens, and one that could drop the live key could make every device's
+//! tokens be refused.
 
 use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey, Refusal};
 use privacypass::common::errors::RedeemTokenError;
@@ -26,7 +31,12 @@ pub struct TokenConfig {
     pub issuer_name: String,
     /// This service's name in the challenge: tokens for other origins are refused.
     pub origin_name: String,
-    /// The issuer directory: a URL (the key directory's `token-issuer-directory`) or a file.
+    /// The issuer's own directory, over the operator's network: its
+    /// `/.well-known/private-token-issuer-directory` URL, or the file it writes (`publish_dir`)
+    /// on a volume this gateway reads. Never the key directory or a CDN: whoever serves this
+    /// decides which keys' tokens redeem. The key is `issuer_directory` in TOML (it was
+    /// `directory`, then the key directory's copy: such a config is refused, to be looked at).
+    #[serde(rename = "issuer_directory")]
     pub directory: String,
     #[serde(default = "default_refresh_secs")]
     pub directory_refresh_secs: u64,
@@ -51,6 +61,39 @@ const COMMITTED: u8 = 2;
 /// A reservation outlives a crash between reserve and commit at most this long (Redis).
 const RESERVATION_SECS: u64 = 60;
 const REDIS_PREFIX: &str = "pp:spent:";
+
+/// Reserved → spent, only if the reservation is still this redemption's: once it has expired
+/// another gateway may have reserved (and spent) the same nonce, so `SET … XX` would not do.
+const REDIS_COMMIT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], 'spent', 'EXAT', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Reserved (by this redemption) → absent; someone else's reservation or a spent nonce stays.
+const REDIS_RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Why the spent-token store failed a step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFailure {
+    #[error("the store did not answer: {0}")]
+    Unavailable(String),
+    #[error("the reservation was gone (expired) when the spend was committed")]
+    ReservationLost,
+}
+
+impl From<String> for StoreFailure {
+    fn from(why: String) -> Self {
+        StoreFailure::Unavailable(why)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the spent-token store {store}: {why}")]
@@ -100,8 +143,9 @@ impl SpentStore {
         }
     }
 
-    /// Absent → reserved, atomically; `false` if the nonce is reserved or spent.
-    async fn reserve(&self, nonce: Nonce, expires: u64) -> Result<bool, String> {
+    /// Absent → reserved (under `reservation`, this redemption's own mark), atomically; `false`
+    /// if the nonce is reserved or spent.
+    async fn reserve(&self, nonce: Nonce, expires: u64, reservation: &str) -> Result<bool, String> {
         match self {
             SpentStore::Embedded(db) => {
                 let db = db.clone();
@@ -126,7 +170,7 @@ impl SpentStore {
             SpentStore::Redis(connection) => {
                 let answer: Option<String> = redis::cmd("SET")
                     .arg(redis_key(&nonce))
-                    .arg("reserved")
+                    .arg(reservation)
                     .arg("NX")
                     .arg("EX")
                     .arg(RESERVATION_SECS)
@@ -138,11 +182,13 @@ impl SpentStore {
         }
     }
 
-    /// Reserved → spent, until the key expires; durable when it returns.
-    async fn commit(&self, nonce: Nonce, expires: u64) -> Result<(), String> {
+    /// Reserved (by `reservation`) → spent, until the key expires; durable when it returns. A
+    /// reservation that expired first is [`StoreFailure::ReservationLost`], never success.
+    async fn commit(&self, nonce: Nonce, expires: u64, reservation: &str) -> Result<(), StoreFailure> {
         match self {
             SpentStore::Embedded(db) => {
                 let db = db.clone();
+                // Embedded reservations do not expire (open drops those a crash left).
                 blocking(move || {
                     let txn = db.begin_write().map_err(|e| e.to_string())?;
                     {
@@ -152,32 +198,41 @@ impl SpentStore {
                     txn.commit().map_err(|e| e.to_string())
                 })
                 .await
+                .map_err(StoreFailure::from)
             }
             SpentStore::Redis(connection) => {
                 let expires = expires.min(i64::MAX as u64);
-                redis::cmd("SET")
+                let committed: i64 = redis::cmd("EVAL")
+                    .arg(REDIS_COMMIT)
+                    .arg(1)
                     .arg(redis_key(&nonce))
-                    .arg("spent")
-                    .arg("XX")
-                    .arg("EXAT")
+                    .arg(reservation)
                     .arg(expires)
-                    .query_async::<Option<String>>(&mut connection.clone())
+                    .query_async(&mut connection.clone())
                     .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| StoreFailure::Unavailable(e.to_string()))?;
+                if committed == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreFailure::ReservationLost)
+                }
             }
         }
     }
 
-    /// Reserved → absent (the token failed verification: its nonce must not be burned).
-    async fn release(&self, nonce: Nonce) -> Result<(), String> {
+    /// Reserved → absent (the token failed verification: its nonce must not be burned). Only
+    /// this redemption's own reservation goes.
+    async fn release(&self, nonce: Nonce, reservation: &str) -> Result<(), String> {
         match self {
             SpentStore::Embedded(db) => {
                 let db = db.clone();
                 blocking(move || forget_embedded_one(&db, nonce)).await
             }
-            SpentStore::Redis(connection) => redis::cmd("DEL")
+            SpentStore::Redis(connection) => redis::cmd("EVAL")
+                .arg(REDIS_RELEASE)
+                .arg(1)
                 .arg(redis_key(&nonce))
+                .arg(reservation)
                 .query_async::<i64>(&mut connection.clone())
                 .await
                 .map(|_| ())
@@ -232,6 +287,8 @@ fn redis_key(nonce: &Nonce) -> String {
 struct Spending<'a> {
     store: &'a SpentStore,
     expires: u64,
+    /// This redemption's mark on its reservation (Redis): only it may commit the nonce.
+    reservation: String,
     failed: AtomicBool,
     verified: std::sync::Mutex<Option<Nonce>>,
 }
@@ -239,7 +296,7 @@ struct Spending<'a> {
 #[async_trait::async_trait]
 impl NonceStore for Spending<'_> {
     async fn reserve(&self, nonce: &Nonce) -> bool {
-        self.store.reserve(*nonce, self.expires).await.unwrap_or_else(|_| {
+        self.store.reserve(*nonce, self.expires, &self.reservation).await.unwrap_or_else(|_| {
             self.failed.store(true, Ordering::Relaxed);
             false
         })
@@ -250,7 +307,7 @@ impl NonceStore for Spending<'_> {
     }
 
     async fn release(&self, nonce: &Nonce) {
-        let _ = self.store.release(*nonce).await;
+        let _ = self.store.release(*nonce, &self.reservation).await;
     }
 }
 
@@ -318,6 +375,7 @@ impl Redeemer {
         let spending = Spending {
             store: &self.store,
             expires: key.not_after,
+            reservation: format!("reserved:{:032x}", rand::random::<u128>()),
             failed: AtomicBool::new(false),
             verified: Default::default(),
         };
@@ -334,7 +392,7 @@ impl Redeemer {
         })?;
         let nonce = spending.verified.into_inner().unwrap_or_else(|p| p.into_inner());
         let nonce = nonce.ok_or(Refusal::Malformed)?;
-        Ok(Spent { store: &self.store, nonce, expires: key.not_after })
+        Ok(Spent { store: &self.store, nonce, expires: key.not_after, reservation: spending.reservation })
     }
 }
 
@@ -345,17 +403,24 @@ pub struct Spent<'a> {
     store: &'a SpentStore,
     nonce: Nonce,
     expires: u64,
+    reservation: String,
 }
 
 impl Spent<'_> {
     /// Records the nonce as spent, durably. On failure the reservation stays (the token is
-    /// refused until a restart drops it) and the session must not go on.
+    /// refused until a restart drops it) and the session must not go on. A reservation that
+    /// expired before this (another redemption may hold the nonce now) is a failure too.
     pub async fn durable(self) -> Result<(), Refusal> {
-        self.store.commit(self.nonce, self.expires).await.map_err(|_| Refusal::StoreUnavailable)
+        self.commit().await.map_err(|_| Refusal::StoreUnavailable)
+    }
+
+    /// [`Spent::durable`], with the store's own reason when it fails.
+    pub async fn commit(self) -> Result<(), StoreFailure> {
+        self.store.commit(self.nonce, self.expires, &self.reservation).await
     }
 }
 
-/// Reads the issuer directory from a URL or a file.
+/// Reads the issuer's directory from its URL or its file (see [`TokenConfig::directory`]).
 pub async fn fetch_directory(http: &reqwest::Client, source: &str) -> Result<IssuerDirectory, String> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
         let answer = http.get(source).send().await.map_err(|e| format!("{source}: {e}"))?;

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use blind_rsa_signatures::DefaultRng;
-use pp_gateway::tokens::{embedded_len, Redeemer, SpentStore, TokenConfig};
+use pp_gateway::tokens::{embedded_len, Redeemer, SpentStore, StoreFailure, TokenConfig};
 use pp_issuer::keys::{IssuerKeyFile, LiveKeys};
 use pp_vocab::tokens::{self as pp_tokens, Refusal};
 use privacypass::public_tokens::server::IssuerServer;
@@ -163,4 +163,40 @@ async fn an_unreachable_store_is_its_own_refusal_not_a_double_spend() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let fresh = token(&keys).await;
     assert_eq!(gateway.redeem(Some(fresh.as_bytes()), NOW).await, Err(Refusal::StoreUnavailable));
+}
+
+#[tokio::test]
+async fn finding_8_an_expired_reservation_does_not_commit() {
+    let redis = redis();
+    let keys = IssuerKeyFile::generate(NOW - 10, 3_600).unwrap().live(NOW).unwrap();
+    let first = redeemer(&keys, &redis.url).await;
+    let second = redeemer(&keys, &redis.url).await;
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let expire = |header: &str| {
+        let nonce = pp_tokens::parse_authorization(header.as_bytes()).unwrap().nonce();
+        ::redis::cmd("PEXPIRE").arg(format!("pp:spent:{}", hex::encode(nonce))).arg(1).clone()
+    };
+
+    // A reservation that lapses before its commit: the commit did nothing, so it is no success.
+    let lapsed = token(&keys).await;
+    let spent = first.spend(Some(lapsed.as_bytes()), NOW).await.unwrap();
+    let _: i64 = expire(&lapsed).query_async(&mut connection).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(spent.commit().await, Err(StoreFailure::ReservationLost));
+
+    // Meanwhile another gateway reserved and spent the same token: the first one's late commit
+    // must not count it a second time.
+    let twice = token(&keys).await;
+    let spent = first.spend(Some(twice.as_bytes()), NOW).await.unwrap();
+    let _: i64 = expire(&twice).query_async(&mut connection).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(second.redeem(Some(twice.as_bytes()), NOW).await, Ok(()));
+    assert_eq!(spent.durable().await, Err(Refusal::StoreUnavailable), "one token, two sessions");
+    // And the other gateway's spend stands.
+    assert_eq!(first.redeem(Some(twice.as_bytes()), NOW).await, Err(Refusal::Spent));
+
+    // A commit in time still succeeds.
+    let timely = token(&keys).await;
+    assert_eq!(first.redeem(Some(timely.as_bytes()), NOW).await, Ok(()));
 }

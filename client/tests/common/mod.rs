@@ -240,7 +240,8 @@ async fn start_stack(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConf
     let tokens = TokenConfig {
         issuer_name: ISSUER_NAME.into(),
         origin_name: ORIGIN_NAME.into(),
-        directory: key_url.replace("ohttp-keys", "token-issuer-directory"),
+        // The issuer's own directory, as the gateway takes it (never the key directory's copy).
+        directory: format!("{}{}", issuer.url, pp_vocab::tokens::DIRECTORY_PATH),
         directory_refresh_secs: 3_600,
         spent_store: spent_store.display().to_string(),
     };
@@ -332,6 +333,9 @@ impl Stack {
             origin_name: ORIGIN_NAME.into(),
             batch_size: 4,
             refill_below: 1,
+            // No refill timer, no decorrelation window: tests of those set them.
+            refill_interval_ms: 3_600_000,
+            decorrelation_ms: 0,
         }
     }
 

@@ -424,8 +424,14 @@ impl Stack {
         self.write("gateway.toml", &format!(
             "listen = \"127.0.0.1:{}\"\nkeys_file = \"{}\"\npublish_dir = \"{keydir}\"\nhosts = [{}]\n\n[tokens]\n\
              issuer_name = \"{ISSUER_NAME}\"\norigin_name = \"{ORIGIN_NAME}\"\n\
-             directory = \"http://127.0.0.1:{}/token-issuer-directory\"\nspent_store = \"{}\"\n",
-            p.gateway, s("gateway-keys.toml"), hosts.join(", "), p.keydir, s("gateway/spent-tokens.redb")
+             # The issuer's keys from the issuer itself, never from the key directory.\n\
+             issuer_directory = \"http://127.0.0.1:{}{}\"\nspent_store = \"{}\"\n",
+            p.gateway,
+            s("gateway-keys.toml"),
+            hosts.join(", "),
+            p.issuer,
+            pp_vocab::tokens::DIRECTORY_PATH,
+            s("gateway/spent-tokens.redb")
         ))?;
         self.write(
             "relay.toml",
@@ -439,7 +445,11 @@ impl Stack {
         self.write("device.toml", &format!(
             "relay_url = \"http://127.0.0.1:{relay}/\"\nkey_urls = [\"http://127.0.0.1:{keydir_port}/ohttp-keys\"]\n\
              # INSECURE, development only: this machine has no SEV-SNP, so the hosts run the simulated TEE.\n\
-             accept_simulated_insecure_root = \"{root}\"\n\n[tokens]\nissuer_url = \"http://127.0.0.1:{issuer}\"\n\
+             accept_simulated_insecure_root = \"{root}\"\n\n\
+             # Tokens are refilled on a timer, apart from requests; none is spent within\n\
+             # decorrelation_ms (default 5000) of an issuance, so a request that finds the wallet\n\
+             # empty (the first one) waits 5-10 s.\n\
+             [tokens]\nissuer_url = \"http://127.0.0.1:{issuer}\"\n\
              directory_urls = [\"http://127.0.0.1:{keydir_port}/token-issuer-directory\"]\n\
              account_credential = \"{credential}\"\nissuer_name = \"{ISSUER_NAME}\"\norigin_name = \"{ORIGIN_NAME}\"\n\n\
              [ledger]\nledger_url = \"http://127.0.0.1:{ledger}\"\n\
