@@ -141,13 +141,20 @@ async fn bad_requests_are_refused_each_with_its_reason_and_cost_no_quota() {
     assert_eq!(status, 413, "{text}");
     let (status, _) = issuer.post_batch(vec![7; 1 << 20]).await;
     assert_eq!(status, 413);
-    let stranger =
-        IssuerKeyFile::generate(pp_vocab::unix_now(), 60).unwrap().live(pp_vocab::unix_now()).unwrap();
-    let stranger_key = stranger.directory("unused").public_keys().unwrap().remove(0);
-    if stranger_key.id[31] != issuer.key.id[31] {
-        let (status, text) = issuer.post_batch(batch(&stranger_key, 1).0).await;
-        assert_eq!((status, text.contains("fetch the directory")), (400, true), "{text}");
-    }
+    // A key the issuer does not hold, whose truncated id (the last byte) is not its key's either:
+    // drawn again on a collision (1 in 256), so the check always runs.
+    let stranger_key = (0..16)
+        .map(|_| {
+            let stranger = IssuerKeyFile::generate(pp_vocab::unix_now(), 60)
+                .unwrap()
+                .live(pp_vocab::unix_now())
+                .unwrap();
+            stranger.directory("unused").public_keys().unwrap().remove(0)
+        })
+        .find(|key| key.id[31] != issuer.key.id[31])
+        .expect("a key with another truncated id");
+    let (status, text) = issuer.post_batch(batch(&stranger_key, 1).0).await;
+    assert_eq!((status, text.contains("fetch the directory")), (400, true), "{text}");
     // The single-token endpoint says the same about a type-1 request.
     let (status, text) = issuer
         .post(
