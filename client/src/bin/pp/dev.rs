@@ -10,6 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `[platform]` table of the dev stack's device.toml. Its hosts run the simulated TEE, which
+/// no TCB floor applies to; the floors only show the form (Milan's and Turin's are the TCB of the
+/// real Milan report and Turin VCEK in testdata/attestation, Genoa's a placeholder). A real
+/// device ships AMD's current values, from its security bulletins.
+const PLATFORM: &str = "[platform]\nvmpl = 0\n\
+    [platform.minimum_tcb.milan]\nbootloader = 3\ntee = 0\nsnp = 8\nmicrocode = 115\n\
+    [platform.minimum_tcb.genoa]\nbootloader = 7\ntee = 0\nsnp = 14\nmicrocode = 72\n\
+    [platform.minimum_tcb.turin]\nfmc = 0\nbootloader = 0\ntee = 0\nsnp = 0\nmicrocode = 9\n";
+
 const ISSUER_NAME: &str = "issuer.pp.localhost";
 const ORIGIN_NAME: &str = "gateway.pp.localhost";
 const LEDGER_ORIGIN: &str = "ledger.pp.localhost/releases";
@@ -454,7 +463,7 @@ impl Stack {
              account_credential = \"{credential}\"\nissuer_name = \"{ISSUER_NAME}\"\norigin_name = \"{ORIGIN_NAME}\"\n\n\
              [ledger]\nledger_url = \"http://127.0.0.1:{ledger}\"\n\
              checkpoint_urls = [\"http://127.0.0.1:{keydir_port}/checkpoint\"]\norigin = \"{LEDGER_ORIGIN}\"\n\
-             log_vkey = \"{log_vkey}\"\nwitness_vkeys = [{witnesses}]\nquorum = 2\n",
+             log_vkey = \"{log_vkey}\"\nwitness_vkeys = [{witnesses}]\nquorum = 2\n\n{PLATFORM}",
             relay = p.relay,
             keydir_port = p.keydir,
             issuer = p.issuer,
