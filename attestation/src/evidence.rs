@@ -3,7 +3,7 @@
 //! reference values → binding to this session. Any failure names its check.
 
 use crate::simulated::{self, SimulatedError, SimulatedRootPublic};
-use crate::snp::{self, Endorsements, PlatformPolicy, SnpError};
+use crate::snp::{self, Endorsements, MinimumTcb, PlatformPolicy, Product, SnpError};
 use crate::tdx::{self, TdxError};
 use pp_vocab::Sha256;
 use sha2::{Digest, Sha512};
@@ -96,11 +96,18 @@ impl Evidence {
     }
 }
 
-/// What a device accepts (RATS reference values); the ledger supplies the release digests.
+/// One release: the launch measurement and the manifest digest of one ledger record. Only the
+/// pair is accepted, never the measurement of one release with the manifest of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub launch_measurement: [u8; 48],
+    pub manifest_digest: Sha256,
+}
+
+/// What a device accepts (RATS reference values); the ledger supplies the releases.
 #[derive(Debug, Clone)]
 pub struct ReferenceValues {
-    pub launch_measurements: Vec<[u8; 48]>,
-    pub manifest_digests: Vec<Sha256>,
+    pub releases: Vec<Release>,
     pub platform: PlatformPolicy,
     /// Accept simulated evidence signed by this development root. INSECURE: simulated
     /// evidence proves nothing about the hardware; results are flagged as simulated.
@@ -115,6 +122,18 @@ pub struct AttestationResult {
     pub simulated: bool,
     pub launch_measurement: [u8; 48],
     pub manifest_digest: Sha256,
+    /// SEV-SNP: what the hardware reported and the floor it was held to.
+    pub platform: Option<PlatformClaims>,
+}
+
+/// The platform an SEV-SNP report came from, for the receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformClaims {
+    pub product: Product,
+    /// REPORTED_TCB (`fmc` 0 before Turin).
+    pub reported_tcb: MinimumTcb,
+    pub minimum_tcb: MinimumTcb,
+    pub vmpl: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +152,8 @@ pub enum AttestationError {
     UnknownLaunchMeasurement(String),
     #[error("the manifest digest {0} is not one of a published release")]
     UnknownManifest(Sha256),
+    #[error("the launch measurement {measurement} and the manifest {manifest} are from different releases")]
+    MixedReleases { measurement: String, manifest: Sha256 },
     #[error("the evidence is not bound to this session (report data differs): a replay or a relay")]
     NotBoundToSession,
 }
@@ -154,31 +175,42 @@ pub fn appraise(
     session_binding: &[u8; 32],
     now: i64,
 ) -> Result<AttestationResult, AttestationError> {
-    let (measurement, data, simulated) = match evidence.tee {
+    let (measurement, data, simulated, platform) = match evidence.tee {
         TeeKind::SevSnp => {
             let endorsements =
                 Endorsements { cert_chain_pem: &evidence.cert_chain_pem, vcek_der: &evidence.vcek_der };
             let verified = snp::verify(&evidence.report, &endorsements, &reference.platform, now)?;
-            (verified.measurement, verified.report_data, false)
+            let tcb = verified.reported_tcb;
+            let platform = PlatformClaims {
+                product: verified.product,
+                reported_tcb: MinimumTcb {
+                    fmc: tcb.fmc.unwrap_or(0),
+                    bootloader: tcb.bootloader,
+                    tee: tcb.tee,
+                    snp: tcb.snp,
+                    microcode: tcb.microcode,
+                },
+                minimum_tcb: verified.minimum_tcb,
+                vmpl: verified.vmpl,
+            };
+            (verified.measurement, verified.report_data, false, Some(platform))
         }
         TeeKind::Tdx => {
             let verified = tdx::verify(&evidence.report, &evidence.collateral, now)?;
-            (verified.launch_measurement, verified.report_data, false)
+            (verified.launch_measurement, verified.report_data, false, None)
         }
         TeeKind::Simulated => {
             let root =
                 reference.accept_simulated_insecure.as_ref().ok_or(AttestationError::SimulatedNotAccepted)?;
             let parsed = simulated::verify(&evidence.report, root)?;
-            snp::appraise(&parsed, &reference.platform).map_err(AttestationError::Snp)?;
-            (parsed.measurement, parsed.report_data, true)
+            // No TCB floor: a simulated report names no chip and no firmware (its TCB is zero),
+            // and whoever holds the root can write any TCB into it. The guest policy is checked
+            // so that the path is the same as on hardware.
+            snp::appraise_guest(&parsed, &reference.platform).map_err(AttestationError::Snp)?;
+            (parsed.measurement, parsed.report_data, true, None)
         }
     };
-    if !reference.launch_measurements.contains(&measurement) {
-        return Err(AttestationError::UnknownLaunchMeasurement(hex::encode(measurement)));
-    }
-    if !reference.manifest_digests.contains(&evidence.manifest_digest) {
-        return Err(AttestationError::UnknownManifest(evidence.manifest_digest));
-    }
+    check_release(&reference.releases, &measurement, &evidence.manifest_digest)?;
     if data != report_data(session_binding, &evidence.manifest_digest) {
         return Err(AttestationError::NotBoundToSession);
     }
@@ -187,7 +219,27 @@ pub fn appraise(
         simulated,
         launch_measurement: measurement,
         manifest_digest: evidence.manifest_digest,
+        platform,
     })
+}
+
+/// The measurement and the manifest must be one release's pair.
+fn check_release(
+    releases: &[Release],
+    measurement: &[u8; 48],
+    manifest: &Sha256,
+) -> Result<(), AttestationError> {
+    let pair = Release { launch_measurement: *measurement, manifest_digest: *manifest };
+    if releases.contains(&pair) {
+        return Ok(());
+    }
+    if !releases.iter().any(|r| r.launch_measurement == *measurement) {
+        return Err(AttestationError::UnknownLaunchMeasurement(hex::encode(measurement)));
+    }
+    if !releases.iter().any(|r| r.manifest_digest == *manifest) {
+        return Err(AttestationError::UnknownManifest(*manifest));
+    }
+    Err(AttestationError::MixedReleases { measurement: hex::encode(measurement), manifest: *manifest })
 }
 
 /// The simulated TEE's launch measurement: SHA-384 of the host binary (on hardware, the TEE
@@ -200,7 +252,6 @@ pub fn simulated_launch_measurement(host_binary: &[u8]) -> [u8; 48] {
 mod tests {
     use super::*;
     use crate::simulated::SimulatedRoot;
-    use crate::snp::MinimumTcb;
 
     struct Setup {
         root: SimulatedRoot,
@@ -231,9 +282,11 @@ mod tests {
 
     fn reference(setup: &Setup, simulated: bool) -> ReferenceValues {
         ReferenceValues {
-            launch_measurements: vec![setup.measurement],
-            manifest_digests: vec![setup.manifest],
-            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+            releases: vec![Release {
+                launch_measurement: setup.measurement,
+                manifest_digest: setup.manifest,
+            }],
+            platform: PlatformPolicy::new(0),
             accept_simulated_insecure: simulated.then(|| setup.root.public()),
         }
     }
@@ -267,7 +320,7 @@ mod tests {
         assert_eq!(error.unwrap_err(), AttestationError::UnknownManifest(other_manifest));
 
         let mut reference = reference(&s, true);
-        reference.launch_measurements = vec![[0; 48]];
+        reference.releases[0].launch_measurement = [0; 48];
         let error = appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap_err();
         assert!(matches!(error, AttestationError::UnknownLaunchMeasurement(_)));
     }
@@ -300,14 +353,13 @@ mod tests {
         assert_eq!(Evidence::from_json(&tdx.to_json()).unwrap(), tdx);
         let measurement = tdx::verify(&quote, &collateral, when).unwrap().launch_measurement;
         let mut reference = ReferenceValues {
-            launch_measurements: vec![[0; 48]],
-            manifest_digests: vec![manifest],
-            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+            releases: vec![Release { launch_measurement: [0; 48], manifest_digest: manifest }],
+            platform: PlatformPolicy::new(0),
             accept_simulated_insecure: None,
         };
         let error = appraise(&tdx, &reference, &[3; 32], when).unwrap_err();
         assert_eq!(error, AttestationError::UnknownLaunchMeasurement(hex::encode(measurement)));
-        reference.launch_measurements = vec![measurement];
+        reference.releases[0].launch_measurement = measurement;
         // Its report data was made by someone else for something else: not this session.
         assert_eq!(
             appraise(&tdx, &reference, &[3; 32], when).unwrap_err(),
@@ -329,6 +381,38 @@ mod tests {
         assert_eq!(
             appraise(&lying, &reference(&s, true), &s.session, 0).unwrap_err(),
             AttestationError::NotBoundToSession
+        );
+    }
+
+    #[test]
+    fn finding_6_measurement_and_manifest_from_different_releases_are_refused() {
+        let s = setup();
+        let (a, b) = (s.measurement, simulated_launch_measurement(b"release B's host"));
+        let manifest_b = Sha256::of(b"release B's manifest");
+        let mut reference = reference(&s, true);
+        reference.releases.push(Release { launch_measurement: b, manifest_digest: manifest_b });
+        // Release A's measurement with release B's manifest: each is published, the pair is not.
+        let mixed = evidence(&s, &s.session, manifest_b);
+        assert_eq!(
+            appraise(&mixed, &reference, &s.session, 0).unwrap_err(),
+            AttestationError::MixedReleases { measurement: hex::encode(a), manifest: manifest_b }
+        );
+        // Each release's own pair passes.
+        appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap();
+    }
+
+    #[test]
+    fn finding_2_simulated_evidence_passes_the_platform_policy_of_a_dev_stack_but_not_another_vmpl() {
+        let s = setup();
+        let floor = MinimumTcb { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 };
+        let mut reference = reference(&s, true);
+        reference.platform = PlatformPolicy::new(0).with_floor(Product::Milan, floor).unwrap();
+        let result = appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap();
+        assert_eq!((result.simulated, result.platform), (true, None));
+        reference.platform = PlatformPolicy::new(1);
+        assert_eq!(
+            appraise(&evidence(&s, &s.session, s.manifest), &reference, &s.session, 0).unwrap_err(),
+            AttestationError::Snp(SnpError::WrongVmpl { expected: 1, reported: 0 })
         );
     }
 }

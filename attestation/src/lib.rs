@@ -8,12 +8,14 @@
 //! - [`snp`]: AMD SEV-SNP report verification, up to AMD's root, with one error per check;
 //! - [`tdx`]: Intel TDX quote verification against Intel's collateral, offline;
 //! - [`simulated`]: the simulated TEE for machines without SEV-SNP (insecure, always flagged);
+//! - [`ratls`]: the TLS record pump of an attested session, for host and device alike;
 //! - [`attester`]: producing evidence on the host (simulated, or SEV-SNP through configfs-tsm).
 
 #![forbid(unsafe_code)]
 
 pub mod attester;
 pub mod evidence;
+pub mod ratls;
 pub mod simulated;
 pub mod snp;
 pub mod tdx;

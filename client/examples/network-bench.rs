@@ -1,6 +1,7 @@
-//! The cost of the network path: the same echo request through relay + gateway (OHTTP), and
+//! The cost of the network path: a session's opening (1 KiB, paid with a token the gateway
+//! verifies and spends) through relay + gateway (OHTTP) to an echo host, and the same body
 //! straight to the echo host over plain HTTP, in the same run; prints requests per second, p50
-//! and p99 latency, and their ratio.
+//! and p99 latency, and their ratio. Tokens are issued before the timing starts.
 //!
 //!     cargo run --release -p pp-client --example network-bench [-- REQUESTS]
 
@@ -8,6 +9,7 @@
 mod common;
 
 use pp_client::transport::InnerRequest;
+use pp_vocab::session::{OPEN_PATH, SESSION_HEADER};
 use std::time::{Duration, Instant};
 
 #[tokio::main]
@@ -19,19 +21,29 @@ async fn main() {
     let (host, _, _) = common::echo_host(0).await;
     let direct = reqwest::Client::new();
     let body = vec![b'x'; 1024];
-    let request = InnerRequest { path: "/echo".into(), headers: Vec::new(), body: body.clone() };
-
-    for _ in 0..50 {
-        transport.send(&request).await.unwrap();
-        direct.post(format!("{host}/echo")).body(body.clone()).send().await.unwrap().bytes().await.unwrap();
+    let mut openings = Vec::new();
+    for _ in 0..requests + 50 {
+        let headers = vec![
+            (SESSION_HEADER.into(), hex::encode(rand::random::<[u8; 16]>())),
+            ("authorization".into(), stack.token().await.authorization),
+        ];
+        openings.push(InnerRequest { path: OPEN_PATH.into(), headers, body: body.clone() });
     }
-    let through = measure(requests, || async { transport.send(&request).await.unwrap() }).await;
+    let openings = std::sync::Mutex::new(openings);
+    let next = || openings.lock().unwrap().pop().expect("a paid opening per request");
+    let echo = format!("{host}{OPEN_PATH}");
+    for _ in 0..50 {
+        assert_eq!(transport.send(&next()).await.unwrap().status, 200);
+        direct.post(&echo).body(body.clone()).send().await.unwrap().bytes().await.unwrap();
+    }
+    let through =
+        measure(requests, || async { assert_eq!(transport.send(&next()).await.unwrap().status, 200) }).await;
     let straight = measure(requests, || async {
-        direct.post(format!("{host}/echo")).body(body.clone()).send().await.unwrap().bytes().await.unwrap()
+        direct.post(&echo).body(body.clone()).send().await.unwrap().bytes().await.unwrap()
     })
     .await;
     let profile = if cfg!(debug_assertions) { "debug build" } else { "release build" };
-    println!("network path: {requests} sequential 1 KiB echo requests on loopback ({profile})");
+    println!("network path: {requests} sequential 1 KiB paid session openings on loopback ({profile})");
     through.print("device → relay → gateway → host");
     straight.print("device → host (plain HTTP)");
     println!(

@@ -5,8 +5,9 @@
 //!     cargo run --release -p pp-client --example session-bench [-- SESSIONS]
 
 use pp_attestation::attester::Attester;
+use pp_attestation::evidence::Release;
 use pp_attestation::simulated::SimulatedRoot;
-use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::snp::PlatformPolicy;
 use pp_attestation::ReferenceValues;
 use pp_client::session::ClientHandshake;
 use pp_host::artifacts::ArtifactDir;
@@ -30,9 +31,8 @@ fn main() {
     let sandbox = Sandbox::load(&policy, &components, Arc::new(ScriptedInference::default()), log).unwrap();
     let root = SimulatedRoot::generate();
     let reference = ReferenceValues {
-        launch_measurements: vec![[1; 48]],
-        manifest_digests: vec![policy.manifest_digest()],
-        platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+        releases: vec![Release { launch_measurement: [1; 48], manifest_digest: policy.manifest_digest() }],
+        platform: PlatformPolicy::new(0),
         accept_simulated_insecure: Some(root.public()),
     };
     let attester = Attester::Simulated { root, launch_measurement: [1; 48] };

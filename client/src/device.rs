@@ -26,13 +26,14 @@
 //! token; anything else fails with an error that names the phase.
 
 use crate::ledger::{LedgerClient, LedgerClientError, LedgerSettings, ReleaseView};
-use crate::receipts::{LedgerEvidence, Receipt, ReceiptError, Receipts};
+use crate::receipts::{LedgerEvidence, PlatformEvidence, Receipt, ReceiptError, Receipts};
 use crate::session::{AttestedSession, SessionError, Verified};
 use crate::settings::{Refusal as SettingsRefusal, Settings, SettingsError};
 use crate::tokens::{SpendableToken, TokenError, TokenSettings, TokenSupply};
 use crate::transport::{KeysSource, Transport, TransportConfig, TransportError};
+use pp_attestation::evidence::Release;
 use pp_attestation::simulated::SimulatedRootPublic;
-use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::snp::{MinimumTcb, PlatformPolicy, PlatformPolicyError, Product};
 use pp_attestation::{AttestationError, ReferenceValues, TeeKind};
 use pp_vocab::config::ConfigError;
 use pp_vocab::policy::ReleasePolicy;
@@ -54,7 +55,8 @@ pub struct DeviceConfig {
     /// The transparency ledger: the releases this device accepts are the latest proven there.
     #[serde(default)]
     pub ledger: Option<LedgerSettings>,
-    /// Without a ledger: the releases this device accepts, pinned (development and tests).
+    /// Without a ledger: the releases this device accepts, pinned (development and tests); the
+    /// i-th launch measurement goes with the i-th manifest digest.
     #[serde(default)]
     pub launch_measurements: Vec<String>,
     #[serde(default)]
@@ -64,6 +66,48 @@ pub struct DeviceConfig {
     pub accept_simulated_insecure_root: Option<String>,
     /// Privacy Pass: where this device's anonymous tokens come from.
     pub tokens: TokenSettings,
+    /// What the host's hardware must be: without a floor for a product line, its reports are
+    /// refused.
+    #[serde(default)]
+    pub platform: PlatformSettings,
+}
+
+/// The `[platform]` table of `device.toml`: the app vendor's pin on the host's hardware.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSettings {
+    /// The VMPL the host's reports must be requested from (0: nothing more privileged, such as
+    /// an SVSM, runs beneath the guest).
+    #[serde(default)]
+    pub vmpl: u32,
+    /// The lowest TCB accepted per AMD product line (`[platform.minimum_tcb.milan]` …); an
+    /// all-zero floor is a config error.
+    #[serde(default)]
+    pub minimum_tcb: MinimumTcbs,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinimumTcbs {
+    pub milan: Option<MinimumTcb>,
+    pub genoa: Option<MinimumTcb>,
+    pub turin: Option<MinimumTcb>,
+}
+
+impl PlatformSettings {
+    /// The platform policy; refuses an all-zero floor, naming its product.
+    pub fn policy(&self) -> Result<PlatformPolicy, PlatformPolicyError> {
+        let floors = &self.minimum_tcb;
+        let mut policy = PlatformPolicy::new(self.vmpl);
+        for (product, floor) in
+            [(Product::Milan, floors.milan), (Product::Genoa, floors.genoa), (Product::Turin, floors.turin)]
+        {
+            if let Some(floor) = floor {
+                policy = policy.with_floor(product, floor)?;
+            }
+        }
+        Ok(policy)
+    }
 }
 
 impl DeviceConfig {
@@ -81,6 +125,8 @@ pub enum DeviceError {
     Config(#[from] ConfigError),
     #[error("the device config: {0}")]
     BadConfig(String),
+    #[error("the device config's [platform]: {0}")]
+    Platform(#[from] PlatformPolicyError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
@@ -116,6 +162,8 @@ pub struct Device {
     view: Mutex<Option<(Arc<ReleaseView>, Instant)>>,
     tokens: TokenSupply,
     receipts: Receipts,
+    /// From the config's `[platform]`, checked when the device opens.
+    platform: PlatformPolicy,
 }
 
 /// The ledger view a request trusts, and whether it was checked before this request.
@@ -127,6 +175,7 @@ struct TrustedView {
 impl Device {
     /// The device with its state (settings, tokens, ledger view, receipts) in `state_dir`.
     pub fn open(config: DeviceConfig, state_dir: &Path) -> Result<Self, DeviceError> {
+        let platform = config.platform.policy()?;
         let settings = Settings::load(state_dir)?;
         let transport = Transport::new(TransportConfig {
             relay_url: config.relay_url.clone(),
@@ -150,6 +199,7 @@ impl Device {
             view: Mutex::new(None),
             tokens,
             receipts,
+            platform,
         })
     }
 
@@ -295,6 +345,12 @@ impl Device {
         self.say(&format!("attestation passed before sending: TEE {tee}"));
         self.say(&format!("  launch measurement {}", hex::encode(attestation.launch_measurement)));
         self.say(&format!("  release manifest   {}", attestation.manifest_digest));
+        if let Some(platform) = &attestation.platform {
+            self.say(&format!(
+                "  AMD {} at TCB {} (at least {} required), VMPL {}",
+                platform.product, platform.reported_tcb, platform.minimum_tcb, platform.vmpl
+            ));
+        }
         if let Some((view, entry)) = ledger_entry(view, attestation.manifest_digest) {
             self.say(&format!(
                 "  = ledger entry {} (source {}), under checkpoint size {}",
@@ -369,6 +425,11 @@ impl Device {
 
     /// The platform policy, the simulated-TEE opt-in and any releases pinned in the config.
     fn pinned_reference_values(&self) -> Result<ReferenceValues, DeviceError> {
+        if self.config.launch_measurements.len() != self.config.manifest_digests.len() {
+            return Err(DeviceError::BadConfig(
+                "pinned releases: as many launch measurements as manifest digests, pairwise".into(),
+            ));
+        }
         let launch_measurements =
             self.config
                 .launch_measurements
@@ -388,12 +449,12 @@ impl Device {
             }
             None => None,
         };
-        Ok(ReferenceValues {
-            launch_measurements,
-            manifest_digests: self.config.manifest_digests.clone(),
-            platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
-            accept_simulated_insecure,
-        })
+        let releases = launch_measurements
+            .into_iter()
+            .zip(&self.config.manifest_digests)
+            .map(|(launch_measurement, &manifest_digest)| Release { launch_measurement, manifest_digest })
+            .collect();
+        Ok(ReferenceValues { releases, platform: self.platform, accept_simulated_insecure })
     }
 }
 
@@ -426,8 +487,15 @@ fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool 
 fn reference_values(pinned: &ReferenceValues, trusted: Option<&TrustedView>) -> ReferenceValues {
     let mut reference = pinned.clone();
     if let Some(TrustedView { view, .. }) = trusted {
-        reference.launch_measurements = view.releases.iter().map(|r| r.launch_measurement).collect();
-        reference.manifest_digests = view.releases.iter().map(|r| r.record.manifest_digest).collect();
+        // Pairs from one record each: a measurement is accepted only with its own manifest.
+        reference.releases = view
+            .releases
+            .iter()
+            .map(|r| Release {
+                launch_measurement: r.launch_measurement,
+                manifest_digest: r.record.manifest_digest,
+            })
+            .collect();
     }
     reference
 }
@@ -472,6 +540,12 @@ fn receipt(
         launch_measurement: hex::encode(attestation.launch_measurement),
         manifest_digest: attestation.manifest_digest,
         components,
+        platform: attestation.platform.map(|platform| PlatformEvidence {
+            product: platform.product,
+            reported_tcb: platform.reported_tcb,
+            minimum_tcb: platform.minimum_tcb,
+            vmpl: platform.vmpl,
+        }),
         ledger: entry.map(|(view, entry)| LedgerEvidence {
             origin: view.checkpoint.origin.clone(),
             entry: entry.index,
@@ -483,5 +557,43 @@ fn receipt(
         token_key_id: token.key_id.clone(),
         relay: relay.into(),
         retried,
+    }
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::*;
+
+    fn config(platform: &str) -> Result<DeviceConfig, DeviceError> {
+        let dir = std::env::temp_dir().join(format!("pp-device-platform-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("device-{}.toml", Sha256::of(platform.as_bytes())));
+        let toml = format!(
+            "relay_url = \"http://127.0.0.1:9/\"\nkey_urls = []\n\n[tokens]\nissuer_url = \"http://127.0.0.1:9\"\n\
+             directory_urls = []\naccount_credential = \"unused\"\nissuer_name = \"i\"\norigin_name = \"o\"\n\n{platform}"
+        );
+        std::fs::write(&file, toml).unwrap();
+        DeviceConfig::load(&file)
+    }
+
+    #[test]
+    fn finding_2_a_zero_floor_in_the_device_config_is_refused_naming_the_product() {
+        let zero = "[platform.minimum_tcb.milan]\nbootloader = 3\ntee = 0\nsnp = 8\nmicrocode = 115\n\
+                    [platform.minimum_tcb.genoa]\nbootloader = 0\ntee = 0\nsnp = 0\nmicrocode = 0\n";
+        let state = std::env::temp_dir().join(format!("pp-device-platform-state-{}", std::process::id()));
+        let error = Device::open(config(zero).unwrap(), &state).err().expect("refused");
+        assert!(
+            matches!(error, DeviceError::Platform(PlatformPolicyError::ZeroFloor(Product::Genoa))),
+            "{error}"
+        );
+        assert!(error.to_string().contains("[platform]") && error.to_string().contains("Genoa"), "{error}");
+
+        let good = "[platform]\nvmpl = 0\n[platform.minimum_tcb.turin]\nfmc = 1\nbootloader = 0\ntee = 0\nsnp = 0\nmicrocode = 9\n";
+        let policy = config(good).unwrap().platform.policy().unwrap();
+        assert_eq!(policy.minimum_tcb(Product::Turin).map(|floor| floor.fmc), Some(1));
+        assert_eq!(policy.minimum_tcb(Product::Milan), None);
+        // A misspelt key is an error, not a silently absent floor.
+        assert!(config("[platform.minimum_tcb.milan]\nbootloader = 3\ntee = 0\nsnp = 8\nmicrocod = 115\n")
+            .is_err());
     }
 }

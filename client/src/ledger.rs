@@ -5,8 +5,9 @@
 //! cosignatures, and checks that it extends the last checkpoint this device accepted (a
 //! consistency proof). Two different trees of one size are a split view: refused, and both
 //! notes are kept in the device's state as evidence. Then it takes the latest release records,
-//! each with an inclusion proof under that checkpoint; their launch measurements and manifest
-//! digests are the only ones attestation accepts.
+//! each with an inclusion proof under that checkpoint and a manifest digest recomputed from its
+//! manifest; their (launch measurement, manifest digest) pairs are the only ones attestation
+//! accepts.
 
 use crate::mirrors::{fetch, fetch_agreed, Agreed, MirrorError};
 use base64::engine::general_purpose::STANDARD;
@@ -47,6 +48,8 @@ fn default_releases() -> u64 {
 pub enum LedgerClientError {
     #[error("cannot reach the transparency ledger at {url}: {why}")]
     Unreachable { url: String, why: String },
+    #[error(transparent)]
+    Oversized(crate::mirrors::Oversized),
     #[error("the key directories {first} and {second} serve different ledger checkpoints: refusing a view not everybody sees")]
     Mismatch { first: String, second: String },
     #[error("transparency ledger: {0}")]
@@ -246,6 +249,9 @@ pub fn verify_entry(
         STANDARD.decode(&entry.leaf).map_err(|_| LedgerError::Malformed("the leaf is not base64".into()))?;
     check_inclusion(&decode_hashes(&entry.proof)?, checkpoint.size, checkpoint.root, index, &leaf)?;
     let record = ReleaseRecord::from_leaf(&leaf)?;
+    // Inclusion proves only that the log holds these bytes; the digest the host's evidence is
+    // matched against must also be the digest of the manifest the record shows.
+    record.check_manifest_digest()?;
     let launch_measurement = record.launch_measurement()?;
     Ok(VerifiedRelease { index, record, launch_measurement })
 }
@@ -266,6 +272,7 @@ fn unreachable_or_mismatch(error: MirrorError) -> LedgerClientError {
     match error {
         MirrorError::Unreachable { url, why } => LedgerClientError::Unreachable { url, why },
         MirrorError::Disagree { first, second } => LedgerClientError::Mismatch { first, second },
+        MirrorError::Oversized(oversized) => LedgerClientError::Oversized(oversized),
         MirrorError::NoneConfigured => LedgerClientError::Unreachable {
             url: "(none)".into(),
             why: "no checkpoint URL configured".into(),

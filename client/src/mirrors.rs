@@ -7,12 +7,49 @@ use std::time::Duration;
 /// Reuse a published file at most this long, whatever a mirror's `Cache-Control` says.
 pub const MAX_REUSE: Duration = Duration::from_secs(3600);
 
+/// No published file is larger: key configurations, issuer directories and checkpoints are a
+/// few KiB, a ledger entry with its manifest and proofs tens of KiB.
+pub const MAX_PUBLISHED_BYTES: usize = 1 << 20;
+
 /// Why the mirrors gave no agreed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorError {
     Unreachable { url: String, why: String },
     Disagree { first: String, second: String },
     NoneConfigured,
+    Oversized(Oversized),
+}
+
+/// An answer longer than the device reads from that peer: refused before it is all in memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url} sent an answer over the limit of {limit} bytes; refused")]
+pub struct Oversized {
+    pub url: String,
+    pub limit: usize,
+}
+
+/// The body of `answer`, read a chunk at a time and refused past `limit` bytes (a hostile CDN,
+/// ledger, issuer or relay could otherwise fill the device's memory).
+pub async fn read_capped(answer: reqwest::Response, url: &str, limit: usize) -> Result<Vec<u8>, ReadError> {
+    if answer.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(ReadError::Oversized(Oversized { url: url.into(), limit }));
+    }
+    let mut answer = answer;
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(|e| ReadError::Broken(e.to_string()))? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::Oversized(Oversized { url: url.into(), limit }));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Why an answer's body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    Oversized(Oversized),
+    Broken(String),
 }
 
 /// A file every mirror served alike, and how long it may be reused: the shortest
@@ -56,7 +93,10 @@ async fn fetch_with_age(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, D
         .and_then(|value| value.to_str().ok())
         .map(max_age)
         .unwrap_or_default();
-    let bytes = answer.bytes().await.map_err(|e| unreachable(e.to_string()))?.to_vec();
+    let bytes = read_capped(answer, url, MAX_PUBLISHED_BYTES).await.map_err(|error| match error {
+        ReadError::Oversized(oversized) => MirrorError::Oversized(oversized),
+        ReadError::Broken(why) => unreachable(why),
+    })?;
     Ok((bytes, fresh_for))
 }
 

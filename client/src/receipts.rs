@@ -3,6 +3,7 @@
 //! checkpoint, the token key. Kept on the device only (`receipts.jsonl` in its state directory,
 //! one line each, the latest [`KEPT`]), never the content of the request.
 
+use pp_attestation::snp::{MinimumTcb, Product};
 use pp_vocab::Sha256;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -24,6 +25,9 @@ pub struct Receipt {
     pub manifest_digest: Sha256,
     /// The components the manifest names, with their digests.
     pub components: Vec<(String, Sha256)>,
+    /// SEV-SNP: the hardware's reported TCB and the floor this device held it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformEvidence>,
     pub ledger: Option<LedgerEvidence>,
     /// The issuer key the spent token was signed under (the token itself is not kept).
     pub token_key_id: String,
@@ -41,6 +45,15 @@ pub struct LedgerEvidence {
     pub checkpoint_size: u64,
     pub checkpoint_root: String,
     pub witnesses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlatformEvidence {
+    pub product: Product,
+    pub reported_tcb: MinimumTcb,
+    pub minimum_tcb: MinimumTcb,
+    pub vmpl: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +204,12 @@ impl Receipt {
                 self.tee
             );
         }
+        if let Some(platform) = &self.platform {
+            text += &format!(
+                "  • its AMD {} chip reported firmware and microcode at TCB {},\n    at least the {} this device requires, and the guest at VMPL {}\n",
+                platform.product, platform.reported_tcb, platform.minimum_tcb, platform.vmpl
+            );
+        }
         text += &format!(
             "  • the VM was launched from the image measured as {}…\n",
             &self.launch_measurement[..32]
@@ -269,6 +288,7 @@ mod tests {
             launch_measurement: "ab".repeat(48),
             manifest_digest: Sha256::of(b"manifest"),
             components: vec![("summarize.wasm".into(), Sha256::of(b"component"))],
+            platform: None,
             ledger: Some(LedgerEvidence {
                 origin: "ledger.test/releases".into(),
                 entry: 3,
@@ -281,6 +301,30 @@ mod tests {
             relay: "http://relay".into(),
             retried: false,
         }
+    }
+
+    #[test]
+    fn finding_2_the_receipt_shows_the_tcb_and_the_floor_it_was_held_to() {
+        let tcb = |microcode| MinimumTcb { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode };
+        let platform = PlatformEvidence {
+            product: Product::Milan,
+            reported_tcb: tcb(115),
+            minimum_tcb: tcb(110),
+            vmpl: 0,
+        };
+        let receipt = Receipt { simulated: false, platform: Some(platform), ..receipt() };
+        let explained = receipt.explain();
+        assert!(
+            explained.contains("AMD Milan chip reported firmware and microcode at TCB bootloader 3 TEE 0 SNP 8 microcode 115")
+                && explained.contains("at least the bootloader 3 TEE 0 SNP 8 microcode 110 this device requires")
+                && explained.contains("VMPL 0"),
+            "{explained}"
+        );
+        let dir = std::env::temp_dir().join(format!("pp-receipts-platform-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let saved = Receipts::new(&dir).save(receipt).unwrap();
+        assert_eq!(Receipts::new(&dir).get(saved.number).unwrap(), saved);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::tokens::SpendableToken;
 use crate::transport::{InnerRequest, Transport, TransportError};
+use pp_attestation::ratls::{self, RecordError};
 use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
 use pp_vocab::request::{FeatureRequest, FeatureResponse};
 use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
@@ -14,7 +15,6 @@ use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
@@ -132,7 +132,7 @@ impl ClientHandshake {
         let mut tls =
             ClientConnection::new(client_config(certificate.clone()), server_name()).map_err(tls_error)?;
         let mut opening = nonce.to_vec();
-        opening.extend(drain(&mut tls)?);
+        ratls::drain(&mut tls, &mut opening)?;
         Ok((ClientHandshake { tls, nonce, certificate }, opening))
     }
 
@@ -143,9 +143,8 @@ impl ClientHandshake {
         reference: &ReferenceValues,
         now: i64,
     ) -> Result<(VerifiedSession, Verified), SessionError> {
-        feed(&mut self.tls, flight)?;
         let mut plaintext = FrameReader::default();
-        plaintext.push(&read_plaintext(&mut self.tls));
+        ratls::feed(&mut self.tls, flight, &mut plaintext)?;
         let evidence = plaintext
             .next_frame()
             .map_err(|e| SessionError::Malformed(e.to_string()))?
@@ -166,14 +165,15 @@ impl VerifiedSession {
     /// The device's Finished and the framed request, as TLS records.
     pub fn seal_request(&mut self, request: &FeatureRequest) -> Result<Vec<u8>, SessionError> {
         let body = Zeroizing::new(request.to_json());
-        self.tls.writer().write_all(&frame(&body)).map_err(|e| SessionError::Tls(e.to_string()))?;
-        drain(&mut self.tls)
+        let mut records = Vec::new();
+        ratls::drain(&mut self.tls, &mut records)?; // the device's Finished
+        ratls::seal(&mut self.tls, &frame(&body), &mut records)?;
+        Ok(records)
     }
 
     /// The host's answer from its TLS records.
     pub fn open_answer(&mut self, records: &[u8]) -> Result<FeatureResponse, SessionError> {
-        feed(&mut self.tls, records)?;
-        self.plaintext.push(&read_plaintext(&mut self.tls));
+        ratls::feed(&mut self.tls, records, &mut self.plaintext)?;
         let answer = self
             .plaintext
             .next_frame()
@@ -198,14 +198,8 @@ fn server_name() -> ServerName<'static> {
     ServerName::try_from("private-processing-host").expect("a valid name")
 }
 
-/// AWS-LC's TLS primitives, made once for every session.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
-}
-
 fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<ClientConfig> {
-    let provider = provider();
+    let provider = ratls::provider();
     let verifier = Arc::new(EvidenceBoundCertificate { provider: provider.clone(), seen: certificate });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -271,25 +265,8 @@ fn tls_error(error: rustls::Error) -> SessionError {
     SessionError::Tls(error.to_string())
 }
 
-fn feed(tls: &mut ClientConnection, mut records: &[u8]) -> Result<(), SessionError> {
-    while !records.is_empty() {
-        tls.read_tls(&mut records).map_err(|e| SessionError::Tls(e.to_string()))?;
-        tls.process_new_packets().map_err(tls_error)?;
+impl From<RecordError> for SessionError {
+    fn from(error: RecordError) -> Self {
+        SessionError::Tls(error.to_string())
     }
-    Ok(())
-}
-
-fn drain(tls: &mut ClientConnection) -> Result<Vec<u8>, SessionError> {
-    let mut out = Vec::new();
-    while tls.wants_write() {
-        tls.write_tls(&mut out).map_err(|e| SessionError::Tls(e.to_string()))?;
-    }
-    Ok(out)
-}
-
-fn read_plaintext(tls: &mut ClientConnection) -> Zeroizing<Vec<u8>> {
-    let mut plaintext = Zeroizing::new(Vec::new());
-    // WouldBlock (no more data for now) and a clean close both end the read.
-    let _ = tls.reader().read_to_end(&mut plaintext);
-    plaintext
 }

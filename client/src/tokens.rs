@@ -31,7 +31,10 @@
 //! that interval and no more. A device that keeps running refills on its timer, apart from
 //! its spends.
 
-use crate::mirrors::{fetch_agreed, MirrorError};
+use crate::mirrors::{fetch_agreed, read_capped, MirrorError, Oversized, ReadError};
+
+/// A batch of the largest size is a few KiB of signatures.
+const MAX_ISSUER_ANSWER_BYTES: usize = 1 << 20;
 use blind_rsa_signatures::DefaultRng;
 use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey};
 use privacypass::generic_tokens::{GenericBatchTokenRequest, GenericBatchTokenResponse, GenericToken};
@@ -95,6 +98,8 @@ pub enum TokenError {
     BadDirectory(String),
     #[error("the issuer publishes no token key valid now")]
     NoUsableKey,
+    #[error(transparent)]
+    Oversized(Oversized),
     #[error("cannot reach the token issuer at {url}: {why}")]
     IssuerUnreachable { url: String, why: String },
     #[error("the token issuer does not know this account's credential")]
@@ -491,7 +496,10 @@ impl TokenSource {
             .and_then(|v| v.parse().ok())
             .unwrap_or(60);
         let bytes =
-            answer.bytes().await.map_err(|e| TokenError::IssuerUnreachable { url, why: e.to_string() })?;
+            read_capped(answer, &url, MAX_ISSUER_ANSWER_BYTES).await.map_err(|error| match error {
+                ReadError::Oversized(oversized) => TokenError::Oversized(oversized),
+                ReadError::Broken(why) => TokenError::IssuerUnreachable { url: url.clone(), why },
+            })?;
         match status {
             200 => Ok(bytes.to_vec()),
             401 => Err(TokenError::Unauthenticated),
@@ -509,6 +517,7 @@ impl TokenSource {
             fetch_agreed(&self.http, &self.settings.directory_urls).await.map_err(|error| match error {
                 MirrorError::Unreachable { url, why } => TokenError::DirectoryUnreachable { url, why },
                 MirrorError::Disagree { first, second } => TokenError::DirectoryMismatch { first, second },
+                MirrorError::Oversized(oversized) => TokenError::Oversized(oversized),
                 MirrorError::NoneConfigured => TokenError::BadDirectory("no key directory configured".into()),
             })?;
         IssuerDirectory::parse(&agreed.bytes).map_err(|e| TokenError::BadDirectory(e.to_string()))

@@ -6,7 +6,7 @@
 //! allows. When the gateway answers that the key id is unknown (RFC 9458 §5.3, after a
 //! rotation), the transport fetches the keys again and retries once, without the user noticing.
 
-use crate::mirrors::{fetch_agreed, MirrorError};
+use crate::mirrors::{fetch_agreed, read_capped, MirrorError, Oversized, ReadError};
 use std::fmt;
 use std::io::Cursor;
 use std::net::IpAddr;
@@ -33,7 +33,13 @@ pub enum TransportError {
     GatewayRefused { status: u16, detail: String },
     #[error("malformed answer: {0}")]
     MalformedAnswer(String),
+    #[error(transparent)]
+    Oversized(Oversized),
 }
+
+/// The largest encapsulated answer read from the relay: a whole frame and its TLS and OHTTP
+/// overhead.
+pub const MAX_ANSWER_BYTES: usize = pp_vocab::session::MAX_FRAME_BYTES + (64 << 10);
 
 /// A request for the gateway to pass to a host. Its body is private: `Debug` shows its size.
 #[derive(Clone, PartialEq)]
@@ -162,6 +168,7 @@ impl Transport {
         let agreed = fetch_agreed(&self.http, &self.config.key_urls).await.map_err(|error| match error {
             MirrorError::Unreachable { url, why } => TransportError::KeyDirectoryUnreachable { url, why },
             MirrorError::Disagree { first, second } => TransportError::KeyMismatch { first, second },
+            MirrorError::Oversized(oversized) => TransportError::Oversized(oversized),
             MirrorError::NoneConfigured => TransportError::BadKeyConfig("no key directory configured".into()),
         })?;
         let configs = ohttp::KeyConfig::decode_list(&agreed.bytes)
@@ -192,7 +199,10 @@ impl Transport {
         let by_relay = answer.headers().contains_key(RELAY_REFUSAL_HEADER);
         let media_type =
             answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let body = answer.bytes().await.map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;
+        let body = read_capped(answer, relay, MAX_ANSWER_BYTES).await.map_err(|error| match error {
+            ReadError::Oversized(oversized) => TransportError::Oversized(oversized),
+            ReadError::Broken(why) => TransportError::MalformedAnswer(why),
+        })?;
         if status == 200 && media_type == RESPONSE_MEDIA_TYPE {
             let inner =
                 opener.decapsulate(&body).map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;

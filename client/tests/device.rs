@@ -231,7 +231,7 @@ async fn an_unreachable_ledger_or_key_directory_fails_closed() {
     let host = attested_host(&root, |a| Box::new(a)).await;
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
     let ledger = start_ledger(1, None).await;
-    ledger.record(host.measurement, host.manifest).await;
+    ledger.record_release(host.measurement).await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
 
     let mut settings = ledger.settings(1);

@@ -6,13 +6,34 @@ mod common;
 
 use common::*;
 use pp_client::ledger::{verify_entry, LedgerClient, LedgerClientError};
-use pp_vocab::ledger::{EntryProof, LedgerError};
+use pp_vocab::ledger::{EntryProof, LedgerError, ReleaseRecord};
+use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::Sha256;
 
 fn device_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pp-device-ledger-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Release `n`: this tree's release policy with one limit moved by `n` (so every release has its
+/// own manifest), measured `measurement`.
+fn release_record(measurement: [u8; 48], n: u64) -> ReleaseRecord {
+    let mut policy = ReleasePolicy::load(&repo().join("policies/release.toml")).unwrap();
+    policy.features.values_mut().next().unwrap().max_output_bytes += n;
+    ReleaseRecord {
+        launch_measurement: hex::encode(measurement),
+        manifest_digest: policy.manifest_digest(),
+        manifest: serde_json::from_slice(&policy.manifest()).unwrap(),
+        source_revision: format!("release {n}"),
+    }
+}
+
+/// Records release `n` (see [`release_record`]); its manifest digest.
+async fn release(ledger: &TestLedger, measurement: [u8; 48], n: u64) -> Sha256 {
+    let record = release_record(measurement, n);
+    ledger.ledger.append(&record).await.unwrap();
+    record.manifest_digest
 }
 
 fn ledger_error(error: LedgerClientError) -> LedgerError {
@@ -25,25 +46,52 @@ fn ledger_error(error: LedgerClientError) -> LedgerError {
 #[tokio::test]
 async fn the_device_trusts_the_latest_releases_under_a_cosigned_checkpoint() {
     let ledger = start_ledger(2, None).await;
-    ledger.record([1; 48], Sha256::of(b"release 1")).await;
-    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    release(&ledger, [1; 48], 1).await;
+    release(&ledger, [2; 48], 2).await;
     let device = LedgerClient::new(ledger.settings(2), &device_dir("happy")).unwrap();
     let view = device.current().await.unwrap();
     assert_eq!(view.checkpoint.size, 2);
     assert_eq!(view.checkpoint.witnesses.len(), 2);
     let manifests: Vec<Sha256> = view.releases.iter().map(|r| r.record.manifest_digest).collect();
-    assert_eq!(manifests, vec![Sha256::of(b"release 1"), Sha256::of(b"release 2")]);
+    assert_eq!(
+        manifests,
+        vec![release_record([1; 48], 1).manifest_digest, release_record([2; 48], 2).manifest_digest]
+    );
     assert_eq!(view.releases[1].launch_measurement, [2; 48]);
 
     // It grows: the device checks the consistency proof from what it saw.
-    ledger.record([3; 48], Sha256::of(b"release 3")).await;
+    release(&ledger, [3; 48], 3).await;
     assert_eq!(device.current().await.unwrap().checkpoint.size, 3);
+}
+
+#[tokio::test]
+async fn finding_6_manifest_digest_is_recomputed() {
+    // The log operator (or whoever publishes) records release 1's manifest under a digest with
+    // one byte flipped: inclusion and cosignatures are all good, the record lies.
+    let ledger = start_ledger(1, None).await;
+    let mut lying = release_record([1; 48], 1);
+    let honest = lying.manifest_digest;
+    lying.manifest_digest.0[7] ^= 1;
+    ledger.ledger.append(&lying).await.unwrap();
+    let error =
+        LedgerClient::new(ledger.settings(1), &device_dir("digest")).unwrap().current().await.unwrap_err();
+    assert_eq!(
+        ledger_error(error),
+        LedgerError::ManifestDigestMismatch { recorded: lying.manifest_digest, computed: honest }
+    );
+
+    // A manifest that is not a release policy at all has no digest to recompute.
+    let other = start_ledger(1, None).await;
+    other.record([1; 48], Sha256::of(b"release 1")).await;
+    let error =
+        LedgerClient::new(other.settings(1), &device_dir("digest-2")).unwrap().current().await.unwrap_err();
+    assert!(matches!(ledger_error(error), LedgerError::ManifestNotAPolicy(_)));
 }
 
 #[tokio::test]
 async fn a_checkpoint_without_the_witness_quorum_is_refused() {
     let ledger = start_ledger(1, None).await;
-    ledger.record([1; 48], Sha256::of(b"release")).await;
+    release(&ledger, [1; 48], 1).await;
     let mut settings = ledger.settings(1);
     // The device pins a second witness that never cosigned, and wants both.
     let other = std::env::temp_dir().join(format!("pp-other-witness-{}", std::process::id()));
@@ -58,7 +106,7 @@ async fn a_checkpoint_without_the_witness_quorum_is_refused() {
 #[tokio::test]
 async fn a_checkpoint_not_signed_by_the_pinned_log_key_is_refused() {
     let ledger = start_ledger(1, None).await;
-    ledger.record([1; 48], Sha256::of(b"release")).await;
+    release(&ledger, [1; 48], 1).await;
     let mut settings = ledger.settings(1);
     settings.log_vkey = pp_ledger::LedgerKey::generate(LEDGER_ORIGIN).1.vkey;
     let error = LedgerClient::new(settings, &device_dir("signature")).unwrap().current().await.unwrap_err();
@@ -68,8 +116,8 @@ async fn a_checkpoint_not_signed_by_the_pinned_log_key_is_refused() {
 #[tokio::test]
 async fn an_inclusion_proof_for_another_leaf_is_refused() {
     let ledger = start_ledger(1, None).await;
-    ledger.record([1; 48], Sha256::of(b"release 1")).await;
-    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    release(&ledger, [1; 48], 1).await;
+    release(&ledger, [2; 48], 2).await;
     let device = LedgerClient::new(ledger.settings(1), &device_dir("inclusion")).unwrap();
     let checkpoint = device.current().await.unwrap().checkpoint;
     let http = reqwest::Client::new();
@@ -107,16 +155,17 @@ async fn an_inclusion_proof_for_another_leaf_is_refused() {
 #[tokio::test]
 async fn a_forked_log_is_a_split_view_kept_as_evidence() {
     let honest = start_ledger(1, None).await;
-    honest.record([1; 48], Sha256::of(b"release 1")).await;
-    honest.record([2; 48], Sha256::of(b"release 2")).await;
+    release(&honest, [1; 48], 1).await;
+    release(&honest, [2; 48], 2).await;
     // The same log key, another tree of the same size, cosigned by another (pinned) witness.
-    let fork = start_ledger(1, Some(honest.key_file.clone())).await;
-    fork.record([1; 48], Sha256::of(b"release 1")).await;
-    fork.record([9; 48], Sha256::of(b"a private build")).await;
+    // (Two fork witnesses: the device pins the second, whose name is not the honest one's.)
+    let fork = start_ledger(2, Some(honest.key_file.clone())).await;
+    release(&fork, [1; 48], 1).await;
+    release(&fork, [9; 48], 9).await;
 
     let dir = device_dir("split");
     let mut settings = honest.settings(1);
-    settings.witness_vkeys.extend(fork.witness_vkeys.clone());
+    settings.witness_vkeys.push(fork.witness_vkeys[1].clone());
     LedgerClient::new(settings.clone(), &dir).unwrap().current().await.unwrap();
     settings.ledger_url = fork.url.clone();
     settings.checkpoint_urls = vec![format!("{}/checkpoint", fork.url)];
@@ -135,9 +184,9 @@ async fn a_forked_log_is_a_split_view_kept_as_evidence() {
 #[tokio::test]
 async fn an_older_checkpoint_after_a_newer_one_is_a_rollback() {
     let ledger = start_ledger(1, None).await;
-    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    release(&ledger, [1; 48], 1).await;
     let old = ledger.ledger.checkpoint();
-    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    release(&ledger, [2; 48], 2).await;
     let dir = device_dir("rollback");
     let mut settings = ledger.settings(1);
     LedgerClient::new(settings.clone(), &dir).unwrap().current().await.unwrap();
@@ -153,9 +202,9 @@ async fn an_older_checkpoint_after_a_newer_one_is_a_rollback() {
 #[tokio::test]
 async fn mirrors_that_disagree_or_a_ledger_that_is_down_fail_closed() {
     let ledger = start_ledger(1, None).await;
-    ledger.record([1; 48], Sha256::of(b"release 1")).await;
+    release(&ledger, [1; 48], 1).await;
     let stale = ledger.ledger.checkpoint();
-    ledger.record([2; 48], Sha256::of(b"release 2")).await;
+    release(&ledger, [2; 48], 2).await;
     let mirror = std::env::temp_dir().join(format!("pp-disagreeing-mirror-{}", std::process::id()));
     std::fs::create_dir_all(&mirror).unwrap();
     std::fs::write(mirror.join("checkpoint"), stale.as_slice()).unwrap();
@@ -252,4 +301,35 @@ async fn the_audit_reproduces_this_release_and_names_a_component_that_differs() 
     assert_eq!(code, Some(2), "{report}");
     assert!(report.lines().any(|line| line.contains("[FAIL] feature rewrite")), "{report}");
     assert!(report.contains("NOT REPRODUCED"), "{report}");
+}
+
+#[tokio::test]
+async fn finding_6_measurement_and_manifest_from_different_releases_are_refused() {
+    // Two published releases: A, the host's image with another manifest; B, another image
+    // with the host's manifest. The host's (measurement, manifest) is no single release.
+    let root = pp_attestation::simulated::SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let ledger = start_ledger(1, None).await;
+    release(&ledger, host.measurement, 1).await;
+    assert_eq!(release(&ledger, [9; 48], 0).await, host.manifest);
+    let mut device = pp_client::device::Device::open(
+        stack.device_config(Some(ledger.settings(1)), &host),
+        &stack.device_dir,
+    )
+    .unwrap();
+    device.opt_in().unwrap();
+    let messages = vec![pp_vocab::request::ChatMessage { author: "Maya".into(), text: "picnic".into() }];
+    let error = device.summarize(None, messages).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            pp_client::device::DeviceError::Session(pp_client::session::SessionError::Attestation(
+                pp_attestation::AttestationError::MixedReleases { manifest, .. }
+            )) if *manifest == host.manifest
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("different releases"), "{error}");
+    assert_eq!(requests_served(&host), 0, "nothing reached the host");
 }

@@ -5,31 +5,48 @@ mod common;
 
 use common::*;
 use pp_client::transport::{InnerRequest, Transport, TransportConfig, TransportError};
+use pp_vocab::session::{OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const CANARY: &[u8] = b"canary-8b1a9953c4611296";
 
-fn echo(body: &[u8]) -> InnerRequest {
+/// A session's opening carrying `body`, paid with a fresh token: the echo host sends it back.
+async fn echo(stack: &Stack, body: &[u8]) -> InnerRequest {
     InnerRequest {
-        path: "/echo".into(),
-        headers: vec![("content-type".into(), "text/plain".into())],
+        path: OPEN_PATH.into(),
+        headers: vec![
+            ("content-type".into(), "text/plain".into()),
+            (SESSION_HEADER.into(), fresh_session_id()),
+            ("authorization".into(), stack.token().await.authorization),
+        ],
         body: body.to_vec(),
     }
 }
 
-fn whoami(session: &str) -> InnerRequest {
-    InnerRequest {
-        path: "/whoami".into(),
-        headers: vec![("pp-session".into(), session.into())],
-        body: Vec::new(),
-    }
+fn fresh_session_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Opens a session (paid) and asks, in its records step, which host served it.
+async fn whoami(stack: &Stack, transport: &Transport, session: &str) -> (u16, String) {
+    let mut open = echo(stack, b"").await;
+    open.headers[1].1 = session.into();
+    let opened = transport.send(&open).await.unwrap();
+    assert_eq!(opened.status, 200);
+    let records = InnerRequest {
+        path: RECORDS_PATH.into(),
+        headers: vec![(SESSION_HEADER.into(), session.into())],
+        body: vec![],
+    };
+    let answer = transport.send(&records).await.unwrap();
+    (answer.status, String::from_utf8_lossy(&answer.body).into_owned())
 }
 
 #[tokio::test]
 async fn a_request_crosses_relay_and_gateway_and_each_learns_only_its_share() {
     let stack = start(1).await;
-    let answer = stack.transport().send(&echo(CANARY)).await.unwrap();
+    let answer = stack.transport().send(&echo(&stack, CANARY).await).await.unwrap();
     assert_eq!((answer.status, answer.body.as_slice()), (200, CANARY));
 
     let device = DEVICE_ADDRESS.to_string();
@@ -40,8 +57,12 @@ async fn a_request_crosses_relay_and_gateway_and_each_learns_only_its_share() {
     for line in stack.relay_log.lines() {
         assert!(!line.contains("canary") && !line.contains(&device), "relay log: {line}");
     }
-    // The gateway got ciphertext from the relay, with nothing that names the device.
-    let gateway_received = String::from_utf8_lossy(&stack.gateway_received.lock().unwrap()).to_lowercase();
+    // The gateway got ciphertext from the relay, with nothing that names the device; the echoed
+    // answer went back to the relay encapsulated too.
+    stack.gateway_wire.assert_carried_without("relay ↔ gateway", CANARY);
+    let gateway_sent = stack.gateway_wire.down();
+    assert!(contains(&gateway_sent, b"message/ohttp-res"), "the gateway's answer is message/ohttp-res");
+    let gateway_received = String::from_utf8_lossy(&stack.gateway_wire.up()).to_lowercase();
     assert!(gateway_received.contains("message/ohttp-req"));
     assert!(!gateway_received.contains("canary"));
     for marker in [device.as_str(), "forwarded", "x-forwarded-for", "x-real-ip", "cookie", "user-agent"] {
@@ -60,16 +81,16 @@ async fn a_request_crosses_relay_and_gateway_and_each_learns_only_its_share() {
 async fn keys_rotate_without_the_user_noticing() {
     let stack = start(1).await;
     let transport = stack.transport();
-    transport.send(&echo(b"one")).await.unwrap();
+    transport.send(&echo(&stack, b"one").await).await.unwrap();
 
     // Overlap: the old key still works, without a refetch.
     stack.change_keys(|file| file.rotate());
-    transport.send(&echo(b"two")).await.unwrap();
+    transport.send(&echo(&stack, b"two").await).await.unwrap();
     assert!(!stack.gateway_log.lines().iter().any(|l| l.contains("outcome=unknown-key")));
 
     // After the overlap the old key id gets the RFC 9458 problem answer; the device refetches.
     stack.change_keys(|file| file.retire());
-    let answer = transport.send(&echo(b"three")).await.unwrap();
+    let answer = transport.send(&echo(&stack, b"three").await).await.unwrap();
     assert_eq!(answer.body, b"three");
     let lines = stack.gateway_log.lines();
     assert_eq!(lines.iter().filter(|l| l.contains("outcome=unknown-key")).count(), 1, "{lines:?}");
@@ -89,36 +110,47 @@ async fn a_key_that_not_everybody_sees_is_refused() {
         local_address: None,
         timeout: Duration::from_secs(5),
     });
-    let error = transport.send(&echo(b"x")).await.unwrap_err();
+    let error = transport.send(&echo(&stack, b"x").await).await.unwrap_err();
     assert_eq!(error, TransportError::KeyMismatch { first: stack.key_url.clone(), second: mirror });
     assert!(error.to_string().contains("not everybody sees"));
-    assert!(stack.relay_received.lock().unwrap().is_empty(), "nothing was sent");
+    assert_eq!(stack.relay_wire.connections(), 0, "nothing was sent");
 }
 
 #[tokio::test]
 async fn sessions_stay_on_one_host_and_avoid_unhealthy_ones() {
     let stack = start(2).await;
     let transport = stack.transport();
-    let host_of = |answer: pp_client::transport::InnerResponse| String::from_utf8(answer.body).unwrap();
-    let first = host_of(transport.send(&whoami("aaaa")).await.unwrap());
-    for _ in 0..4 {
-        assert_eq!(host_of(transport.send(&whoami("aaaa")).await.unwrap()), first);
-    }
+    // A session's records step goes to the host that opened it; new sessions spread.
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..6 {
-        seen.insert(host_of(transport.send(&whoami(&format!("s{i}"))).await.unwrap()));
+        let (status, host) = whoami(&stack, &transport, &format!("session-spread-{i:04}")).await;
+        assert_eq!(status, 200);
+        seen.insert(host);
     }
     assert_eq!(seen.len(), 2, "new sessions are spread over the pool");
+    for (index, received) in stack.hosts.iter().enumerate() {
+        // Round robin: three sessions each, every one opened and ended on the same host.
+        assert_eq!(received.lock().unwrap().len(), 6, "host {index}");
+    }
 
-    // A host that stops answering is taken out: its session fails clearly, new ones avoid it.
-    let down = if first == "host 0" { 0 } else { 1 };
-    stack.stop_host(down);
+    // A host that stops answering is taken out: a session open on it fails clearly, new ones
+    // avoid it.
+    let open = echo(&stack, b"").await;
+    let session = open.headers[1].1.clone();
+    transport.send(&open).await.unwrap();
+    let opened_on =
+        stack.hosts.iter().position(|h| h.lock().unwrap().len() == 7).expect("the host that opened it");
+    stack.stop_host(opened_on);
     stack.gateway.check_hosts().await;
-    let answer = transport.send(&whoami("aaaa")).await.unwrap();
-    assert_eq!(answer.status, 503, "the session's host is gone");
+    let records = InnerRequest {
+        path: RECORDS_PATH.into(),
+        headers: vec![(SESSION_HEADER.into(), session)],
+        body: vec![],
+    };
+    assert_eq!(transport.send(&records).await.unwrap().status, 503, "the session's host is gone");
     for i in 0..4 {
-        let answer = transport.send(&whoami(&format!("after{i}"))).await.unwrap();
-        assert_eq!(host_of(answer), format!("host {}", 1 - down));
+        let (_, host) = whoami(&stack, &transport, &format!("session-after-{i:04}")).await;
+        assert_eq!(host, format!("host {}", 1 - opened_on));
     }
 }
 
@@ -151,7 +183,7 @@ async fn the_relay_refuses_what_it_must_and_keeps_serving() {
     let answer = String::from_utf8_lossy(&answer[..read.unwrap().unwrap()]).to_string();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
-    assert_eq!(stack.transport().send(&echo(b"still here")).await.unwrap().body, b"still here");
+    assert_eq!(stack.transport().send(&echo(&stack, b"still here").await).await.unwrap().body, b"still here");
 }
 
 #[tokio::test]
@@ -159,9 +191,9 @@ async fn the_relay_limits_requests_per_client_address() {
     let stack = start_with(1, |relay| relay.requests_per_minute = 3).await;
     let transport = stack.transport();
     for _ in 0..3 {
-        transport.send(&echo(b"x")).await.unwrap();
+        transport.send(&echo(&stack, b"x").await).await.unwrap();
     }
-    let error = transport.send(&echo(b"x")).await.unwrap_err();
+    let error = transport.send(&echo(&stack, b"x").await).await.unwrap_err();
     assert!(matches!(error, TransportError::RelayRefused { status: 429, .. }), "{error:?}");
 }
 
@@ -193,5 +225,5 @@ async fn the_gateway_refuses_bad_encapsulations_clearly_and_keeps_serving() {
             "the gateway refused it, not the relay"
         );
     }
-    assert_eq!(stack.transport().send(&echo(b"fine")).await.unwrap().body, b"fine");
+    assert_eq!(stack.transport().send(&echo(&stack, b"fine").await).await.unwrap().body, b"fine");
 }

@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use pp_attestation::attester::{Attester, AttesterError, EvidenceSource};
+use pp_attestation::evidence::Release;
 use pp_attestation::simulated::SimulatedRoot;
-use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::snp::PlatformPolicy;
 use pp_attestation::{AttestationError, Evidence, ReferenceValues};
 use pp_client::session::{AttestedSession, SessionError};
 use pp_vocab::log::MemorySink;
@@ -23,9 +24,8 @@ async fn host(wrap: impl FnOnce(Attester) -> Box<dyn EvidenceSource>) -> Host {
 
 fn reference(host: &Host) -> ReferenceValues {
     ReferenceValues {
-        launch_measurements: vec![host.measurement],
-        manifest_digests: vec![host.manifest],
-        platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+        releases: vec![Release { launch_measurement: host.measurement, manifest_digest: host.manifest }],
+        platform: PlatformPolicy::new(0),
         accept_simulated_insecure: Some(host.root_public.clone()),
     }
 }
@@ -83,7 +83,7 @@ async fn a_release_that_is_not_published_gets_nothing() {
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
     let transport = stack.transport();
     let mut reference = reference(&host);
-    reference.manifest_digests = vec![Sha256::of(b"the published release")];
+    reference.releases[0].manifest_digest = Sha256::of(b"the published release");
     let error = AttestedSession::new(&transport, &reference)
         .request(&summarize("secret"), &stack.token().await, now())
         .await

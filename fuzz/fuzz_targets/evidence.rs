@@ -3,17 +3,25 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pp_attestation::evidence::Release;
 use pp_attestation::simulated::SimulatedRoot;
-use pp_attestation::snp::{MinimumTcb, PlatformPolicy};
+use pp_attestation::snp::{MinimumTcb, PlatformPolicy, Product};
 use pp_attestation::{appraise, Evidence, ReferenceValues};
 use std::sync::OnceLock;
 
 fn reference() -> &'static ReferenceValues {
     static REFERENCE: OnceLock<ReferenceValues> = OnceLock::new();
     REFERENCE.get_or_init(|| ReferenceValues {
-        launch_measurements: vec![[1; 48]],
-        manifest_digests: vec![pp_vocab::Sha256::of(b"manifest")],
-        platform: PlatformPolicy { minimum_tcb: MinimumTcb::default() },
+        releases: vec![Release {
+            launch_measurement: [1; 48],
+            manifest_digest: pp_vocab::Sha256::of(b"manifest"),
+        }],
+        platform: PlatformPolicy::new(0)
+            .with_floor(
+                Product::Milan,
+                MinimumTcb { bootloader: 3, snp: 8, microcode: 115, ..MinimumTcb::default() },
+            )
+            .unwrap(),
         accept_simulated_insecure: Some(SimulatedRoot::from_secret(&[9; 48]).unwrap().public()),
     })
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod routes;
 pub mod tokens;
 
 use axum::body::{to_bytes, Body};
@@ -19,20 +20,20 @@ use axum::Router;
 use keys::KeySet;
 use pp_vocab::log::{EventLog, LogValue};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokens::{Redeemer, TokenConfig};
 
 pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
-use pp_vocab::session::{OPEN_PATH, RECORDS_PATH};
+use pp_vocab::session::{valid_session_id, OPEN_PATH, RECORDS_PATH};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
+use routes::Routes;
 
 /// `gateway.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,9 @@ pub struct GatewayConfig {
     pub health_interval_ms: u64,
     #[serde(default = "defaults::session_ttl_secs")]
     pub session_ttl_secs: u64,
+    /// Paid sessions whose host the gateway remembers at most; past it opens are "busy".
+    #[serde(default = "defaults::max_routed_sessions")]
+    pub max_routed_sessions: usize,
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default = "defaults::host_timeout_ms")]
@@ -63,6 +67,9 @@ mod defaults {
     }
     pub fn session_ttl_secs() -> u64 {
         300
+    }
+    pub fn max_routed_sessions() -> usize {
+        100_000
     }
     pub fn max_body_bytes() -> usize {
         1 << 20
@@ -82,10 +89,16 @@ pub struct Gateway {
     config: GatewayConfig,
     keys: RwLock<Arc<KeySet>>,
     pool: HostPool,
-    sessions: Mutex<HashMap<String, (usize, Instant)>>,
+    routes: Routes,
     http: reqwest::Client,
     redeemer: Redeemer,
     log: EventLog,
+}
+
+/// The two inner requests the gateway forwards.
+enum Step {
+    Open,
+    Records,
 }
 
 /// What one request came to, for the log and the answer.
@@ -102,15 +115,8 @@ impl Gateway {
             .build()
             .expect("a plain HTTP client builds");
         let pool = HostPool::new(config.hosts.clone());
-        Arc::new(Gateway {
-            config,
-            keys: RwLock::new(Arc::new(keys)),
-            pool,
-            sessions: Mutex::new(HashMap::new()),
-            http,
-            redeemer,
-            log,
-        })
+        let routes = Routes::new(Duration::from_secs(config.session_ttl_secs), config.max_routed_sessions);
+        Arc::new(Gateway { config, keys: RwLock::new(Arc::new(keys)), pool, routes, http, redeemer, log })
     }
 
     /// Replaces the live keys (after a rotation).
@@ -159,7 +165,7 @@ impl Gateway {
 
     /// Sessions whose host the gateway still remembers (a finished session is forgotten).
     pub fn routed_sessions(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.routes.len()
     }
 
     pub fn redeemer(&self) -> &Redeemer {
@@ -214,66 +220,101 @@ impl Gateway {
     }
 
     /// The inner answer to an inner request (errors included, so the device can read them).
+    /// Exactly two inner requests exist: a session's open (paid with a token) and its records
+    /// (only for a session that paid). Anything else reaches no host.
     async fn answer(&self, inner: &[u8]) -> (&'static str, Option<usize>, bhttp::Message) {
         let Ok(request) = bhttp::Message::read_bhttp(&mut Cursor::new(inner)) else {
             return ("malformed-inner", None, inner_error(400, "the inner request is not binary HTTP"));
         };
-        let (Some(b"POST"), Some(path)) = (request.control().method(), request.control().path()) else {
-            return (
-                "malformed-inner",
-                None,
-                inner_error(400, "the inner request must be a POST with a path"),
-            );
-        };
-        let Ok(path) = std::str::from_utf8(path) else {
-            return ("malformed-inner", None, inner_error(400, "the inner path is not UTF-8"));
-        };
-        if !path.starts_with('/') || path.contains("..") {
-            return ("malformed-inner", None, inner_error(400, "the inner path must be absolute"));
+        if request.control().method() != Some(b"POST") {
+            return ("malformed-inner", None, inner_error(400, "the inner request must be a POST"));
         }
-        let session =
-            request.header().get(SESSION_HEADER.as_bytes()).map(|s| String::from_utf8_lossy(s).into_owned());
-        // A host first, so that no token is spent when none could serve it.
-        let Some(host) = self.route(session.as_deref()) else {
-            return ("no-host", None, inner_error(503, "no healthy host; retry shortly"));
-        };
-        if path != OPEN_PATH {
-            let answer = self.forward(host, path, &request).await;
-            if path == RECORDS_PATH {
-                // The host ends a session at its records step.
-                self.forget_route(session.as_deref());
-            }
-            return answer;
-        }
-        let authorization = request.header().get(b"authorization");
-        let spent = match self.redeemer.spend(authorization, pp_vocab::unix_now()).await {
-            Ok(spent) => spent,
-            Err(refusal) => {
-                // No session opens with a refused token.
-                self.forget_route(session.as_deref());
-                return refusal_answer(refusal);
+        // Byte for byte: no query, fragment, trailing or doubled slash, percent-encoding or case.
+        let step = match request.control().path() {
+            Some(path) if path == OPEN_PATH.as_bytes() => Step::Open,
+            Some(path) if path == RECORDS_PATH.as_bytes() => Step::Records,
+            _ => {
+                let why = format!("the gateway serves only {OPEN_PATH} and {RECORDS_PATH}");
+                return ("unknown-path", None, inner_error(404, &why));
             }
         };
-        // The token is already refused to anyone else; writing that down durably overlaps with
-        // the host's handshake, and the answer waits for both.
-        let (forwarded, durable) = tokio::join!(self.forward(host, path, &request), spent.durable());
-        match durable {
-            Ok(()) => forwarded,
-            Err(refusal) => refusal_answer(refusal),
+        let session = match request.header().get(SESSION_HEADER.as_bytes()) {
+            Some(id) if valid_session_id(id) => String::from_utf8_lossy(id).into_owned(),
+            _ => {
+                let why = format!("the {SESSION_HEADER} header must be 16 to 64 characters of [A-Za-z0-9_-]");
+                return ("bad-session-id", None, inner_error(400, &why));
+            }
+        };
+        match step {
+            Step::Open => self.open(&session, &request).await,
+            Step::Records => self.records(&session, &request).await,
         }
     }
 
-    fn forget_route(&self, session: Option<&str>) {
-        if let Some(session) = session {
-            self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+    /// A session's first step: a host is picked and room for the route checked before the token
+    /// is spent (no token burned on a refusal), and the route is recorded only once it is paid.
+    async fn open(
+        &self,
+        session: &str,
+        request: &bhttp::Message,
+    ) -> (&'static str, Option<usize>, bhttp::Message) {
+        if self.routes.contains(session) {
+            return (
+                "session-exists",
+                None,
+                inner_error(409, "a session with this id is open; use a fresh id"),
+            );
         }
+        let room = match self.routes.reserve() {
+            Ok(room) => room,
+            Err(busy) => return ("busy", None, inner_error(503, &busy.to_string())),
+        };
+        let Some(host) = self.pool.pick() else {
+            return ("no-host", None, inner_error(503, "no healthy host; retry shortly"));
+        };
+        let authorization = request.header().get(b"authorization");
+        let spent = match self.redeemer.spend(authorization, pp_vocab::unix_now()).await {
+            Ok(spent) => spent,
+            Err(refusal) => return refusal_answer(refusal),
+        };
+        room.record(session, host);
+        // The token is already refused to anyone else; writing that down durably overlaps with
+        // the host's handshake, and the answer waits for both.
+        let (forwarded, durable) = tokio::join!(self.forward(host, OPEN_PATH, request), spent.durable());
+        if forwarded.2.control().status().is_none_or(|status| status.code() != 200) {
+            self.routes.forget(session); // the host did not open it
+        }
+        match durable {
+            Ok(()) => forwarded,
+            Err(refusal) => {
+                self.routes.forget(session);
+                refusal_answer(refusal)
+            }
+        }
+    }
+
+    /// A session's second and last step, forwarded only to the host of a session that paid.
+    async fn records(
+        &self,
+        session: &str,
+        request: &bhttp::Message,
+    ) -> (&'static str, Option<usize>, bhttp::Message) {
+        // The host ends a session at its records step, so the gateway forgets it here too.
+        let Some(host) = self.routes.take(session) else {
+            let why = "no paid session with this id at the gateway (it never opened, expired or ended)";
+            return ("unknown-session", None, inner_error(404, why));
+        };
+        if !self.pool.is_healthy(host) {
+            return ("no-host", Some(host), inner_error(503, "the session's host is unhealthy; retry"));
+        }
+        self.forward(host, RECORDS_PATH, request).await
     }
 
     /// Passes the inner request's body and allowed headers to `host`; its answer back.
     async fn forward(
         &self,
         host: usize,
-        path: &str,
+        path: &'static str,
         request: &bhttp::Message,
     ) -> (&'static str, Option<usize>, bhttp::Message) {
         let mut call =
@@ -303,29 +344,6 @@ impl Gateway {
         }
         answer.write_content(content);
         ("forwarded", Some(host), answer)
-    }
-
-    /// The session's host, or a healthy one for a new session. Input from the device only picks
-    /// among hosts by an opaque id; it cannot name a host.
-    fn route(&self, session: Option<&str>) -> Option<usize> {
-        let Some(session) = session else {
-            return self.pool.pick();
-        };
-        let now = Instant::now();
-        let ttl = Duration::from_secs(self.config.session_ttl_secs);
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&(host, last)) = sessions.get(session) {
-            if now.duration_since(last) < ttl {
-                sessions.insert(session.to_string(), (host, now));
-                return self.pool.is_healthy(host).then_some(host);
-            }
-        }
-        if sessions.len() > 100_000 {
-            sessions.retain(|_, (_, last)| now.duration_since(*last) < ttl);
-        }
-        let host = self.pool.pick()?;
-        sessions.insert(session.to_string(), (host, now));
-        Some(host)
     }
 }
 

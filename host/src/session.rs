@@ -7,12 +7,12 @@
 
 use crate::sandbox::Sandbox;
 use pp_attestation::attester::{AttesterError, EvidenceSource};
-use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES};
+use pp_attestation::ratls::{self, RecordError};
+use pp_vocab::session::{binding, frame, valid_session_id, FrameReader, NONCE_BYTES};
 use pp_vocab::Sha256;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -106,11 +106,13 @@ impl Sessions {
             .evidence(&binding(nonce, &certificate), self.manifest_digest)
             .map_err(|e: AttesterError| SessionError::Attestation(e.to_string()))?;
         let mut tls = ServerConnection::new(config).map_err(tls_error)?;
-        feed(&mut tls, &body[NONCE_BYTES..])?;
+        let mut plaintext = FrameReader::default();
+        ratls::feed(&mut tls, &body[NONCE_BYTES..], &mut plaintext)?;
         // Sent as 0.5-RTT data, right after the server's Finished.
-        tls.writer().write_all(&frame(&evidence.to_json())).map_err(|e| SessionError::Tls(e.to_string()))?;
-        let out = drain(&mut tls)?;
-        let session = Session { tls, plaintext: FrameReader::default(), opened: Instant::now() };
+        let mut out = Vec::new();
+        ratls::drain(&mut tls, &mut out)?;
+        ratls::seal(&mut tls, &frame(&evidence.to_json()), &mut out)?;
+        let session = Session { tls, plaintext, opened: Instant::now() };
         let mut open = self.lock();
         if open.len() >= self.limits.max_sessions {
             return Err(SessionError::Busy(open.len()));
@@ -127,10 +129,7 @@ impl Sessions {
             self.expire(&mut open);
             open.remove(id).ok_or(SessionError::UnknownSession)?
         };
-        feed(&mut session.tls, body)?;
-        let mut plaintext = Zeroizing::new(Vec::new());
-        let _ = session.tls.reader().read_to_end(&mut plaintext);
-        session.plaintext.push(&plaintext);
+        ratls::feed(&mut session.tls, body, &mut session.plaintext)?;
         let request = session
             .plaintext
             .next_frame()
@@ -138,15 +137,15 @@ impl Sessions {
             .ok_or_else(|| SessionError::Malformed("the request did not arrive whole".into()))?;
         let request = Zeroizing::new(request);
         let answer = match self.sandbox.handle_json(&request) {
-            Ok(response) => serde_json::json!({ "ok": response_json(&response) }),
-            Err(error) => {
-                serde_json::json!({ "error": { "code": error.code(), "message": error.to_string() } })
-            }
+            Ok(response) => Answer::Ok(Box::new(response)),
+            Err(error) => Answer::Error { code: error.code(), message: error.to_string() },
         };
         let answer = Zeroizing::new(serde_json::to_vec(&answer).expect("plain data serializes"));
-        session.tls.writer().write_all(&frame(&answer)).map_err(|e| SessionError::Tls(e.to_string()))?;
+        let mut out = Vec::new();
+        ratls::seal(&mut session.tls, &frame(&answer), &mut out)?;
         session.tls.send_close_notify();
-        drain(&mut session.tls)
+        ratls::drain(&mut session.tls, &mut out)?;
+        Ok(out)
     }
 
     pub fn open_sessions(&self) -> usize {
@@ -163,14 +162,17 @@ impl Sessions {
     }
 }
 
-fn response_json(response: &pp_vocab::request::FeatureResponse) -> serde_json::Value {
-    serde_json::to_value(response).expect("plain data serializes")
+/// What the host answers inside the session: `{"ok": response}` or `{"error": {code, message}}`.
+/// Serialized straight into a zeroized buffer (no intermediate copy of the answer's text).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Answer {
+    Ok(Box<pp_vocab::request::FeatureResponse>),
+    Error { code: &'static str, message: String },
 }
 
 fn check_id(id: &str) -> Result<(), SessionError> {
-    let valid = (16..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    valid.then_some(()).ok_or(SessionError::BadSessionId)
+    valid_session_id(id.as_bytes()).then_some(()).ok_or(SessionError::BadSessionId)
 }
 
 /// A TLS 1.3 server configuration with a key and self-signed certificate made for one session.
@@ -182,7 +184,7 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
     let certificate = params.self_signed(&key).map_err(|e| SessionError::Tls(e.to_string()))?;
     let certificate_der = certificate.der().to_vec();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(ratls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
         .with_no_client_auth()
@@ -192,30 +194,12 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
     Ok((Arc::new(config), certificate_der))
 }
 
-/// AWS-LC's TLS primitives, made once for every session.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
-}
-
 fn tls_error(error: rustls::Error) -> SessionError {
     SessionError::Tls(error.to_string())
 }
 
-/// Hands the device's TLS records to rustls.
-fn feed(tls: &mut ServerConnection, mut records: &[u8]) -> Result<(), SessionError> {
-    while !records.is_empty() {
-        tls.read_tls(&mut records).map_err(|e| SessionError::Tls(e.to_string()))?;
-        tls.process_new_packets().map_err(tls_error)?;
+impl From<RecordError> for SessionError {
+    fn from(error: RecordError) -> Self {
+        SessionError::Tls(error.to_string())
     }
-    Ok(())
-}
-
-/// Everything rustls has to send.
-fn drain(tls: &mut ServerConnection) -> Result<Vec<u8>, SessionError> {
-    let mut out = Vec::new();
-    while tls.wants_write() {
-        tls.write_tls(&mut out).map_err(|e| SessionError::Tls(e.to_string()))?;
-    }
-    Ok(out)
 }

@@ -11,11 +11,20 @@
 //! Inside TLS, each message is a frame: a 4-byte big-endian length, then the bytes.
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 pub const SESSION_HEADER: &str = "pp-session";
 pub const OPEN_PATH: &str = "/session/open";
 pub const RECORDS_PATH: &str = "/session/records";
 pub const NONCE_BYTES: usize = 32;
+/// Session ids are 16 to 64 characters of `[A-Za-z0-9_-]` (the device makes 32 hex digits).
+pub const SESSION_ID_CHARS: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// Whether `id` is a well-formed session id: the gateway and the host both refuse any other.
+pub fn valid_session_id(id: &[u8]) -> bool {
+    SESSION_ID_CHARS.contains(&id.len())
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
 /// No frame is larger (a request, a response or evidence).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
@@ -29,8 +38,9 @@ pub fn binding(nonce: &[u8; NONCE_BYTES], certificate_der: &[u8]) -> [u8; 32] {
     hash.finalize().into()
 }
 
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut framed = Vec::with_capacity(4 + payload.len());
+/// The payload with its length in front, in a buffer wiped when dropped (it holds plaintext).
+pub fn frame(payload: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(4 + payload.len()));
     framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     framed.extend_from_slice(payload);
     framed
@@ -64,6 +74,9 @@ impl FrameReader {
             return Ok(None);
         }
         let frame = self.buffer[4..4 + length].to_vec();
+        // The frame's bytes are wiped in place before the rest moves down over them (and the
+        // whole capacity is wiped on drop).
+        self.buffer[..4 + length].zeroize();
         self.buffer.drain(..4 + length);
         Ok(Some(frame))
     }
@@ -71,7 +84,7 @@ impl FrameReader {
 
 impl Drop for FrameReader {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.buffer);
+        self.buffer.zeroize();
     }
 }
 
@@ -82,7 +95,7 @@ mod tests {
     #[test]
     fn frames_come_out_whole_and_oversized_ones_are_refused() {
         let mut reader = FrameReader::default();
-        let both = [frame(b"hello"), frame(b"")].concat();
+        let both = [frame(b"hello").to_vec(), frame(b"").to_vec()].concat();
         reader.push(&both[..3]);
         assert_eq!(reader.next_frame(), Ok(None));
         reader.push(&both[3..]);
@@ -91,6 +104,17 @@ mod tests {
         assert_eq!(reader.next_frame(), Ok(None));
         reader.push(&u32::MAX.to_be_bytes());
         assert_eq!(reader.next_frame(), Err(FrameError::TooLarge(u32::MAX as usize)));
+    }
+
+    #[test]
+    fn session_ids_are_short_and_plain() {
+        assert!(valid_session_id(b"0123456789abcdef"));
+        assert!(valid_session_id(&[b'a'; 64]));
+        for bad in
+            [&b"short"[..], &[b'a'; 65], b"0123456789abcde/", b"0123456789abcde\0", b"0123456789abcdef "]
+        {
+            assert!(!valid_session_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

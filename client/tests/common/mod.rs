@@ -31,15 +31,16 @@ pub async fn listener() -> TcpListener {
 /// What an echo host received: headers and body of each request.
 pub type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
-/// A host that answers `POST /echo` with the body it got, and `POST /whoami` with its index.
+/// A host that answers a session's opening with the body it got, and its records step with its
+/// index ("host 0"); it records both (the records step with an empty body).
 pub async fn echo_host(index: usize) -> (String, Received, Arc<AtomicBool>) {
     let received: Received = Arc::default();
-    let seen = received.clone();
+    let (seen, records_seen) = (received.clone(), received.clone());
     let up = Arc::new(AtomicBool::new(true));
     let health = up.clone();
     let app = axum::Router::new()
         .route(
-            "/echo",
+            pp_vocab::session::OPEN_PATH,
             post(move |headers: HeaderMap, body: Bytes| {
                 let seen = seen.clone();
                 async move {
@@ -48,7 +49,16 @@ pub async fn echo_host(index: usize) -> (String, Received, Arc<AtomicBool>) {
                 }
             }),
         )
-        .route("/whoami", post(move || async move { format!("host {index}") }))
+        .route(
+            pp_vocab::session::RECORDS_PATH,
+            post(move |headers: HeaderMap| {
+                let seen = records_seen.clone();
+                async move {
+                    seen.lock().unwrap().push((headers, Bytes::new()));
+                    format!("host {index}")
+                }
+            }),
+        )
         .route(
             "/health",
             get(move || {
@@ -139,7 +149,7 @@ pub async fn start_issuer(dir: PathBuf, keydir: PathBuf) -> TestIssuer {
         publish_dir: Some(keydir.clone()),
         accounts_file: dir.join("accounts.toml"),
         quota_file: dir.join("quota.redb"),
-        tokens_per_window: 100,
+        tokens_per_window: 100_000,
         window_secs: 3_600,
         max_batch: 32,
     };
@@ -219,15 +229,25 @@ pub async fn start_with(hosts: usize, adjust_relay: impl FnOnce(&mut RelayConfig
 
 /// The key directory, gateway and relay in front of the hosts at `urls`, with spies on the wires.
 pub async fn start_with_hosts(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig)) -> Stack {
-    start_stack(urls, adjust_relay, true).await
+    start_stack(urls, adjust_relay, |_| {}, true).await
+}
+
+/// The same with the gateway's config adjusted.
+pub async fn start_with_gateway(urls: Vec<String>, adjust_gateway: impl FnOnce(&mut GatewayConfig)) -> Stack {
+    start_stack(urls, |_| {}, adjust_gateway, true).await
 }
 
 /// The same without the spies (benchmarks: no extra hops).
 pub async fn start_without_spies(urls: Vec<String>) -> Stack {
-    start_stack(urls, |_| {}, false).await
+    start_stack(urls, |_| {}, |_| {}, false).await
 }
 
-async fn start_stack(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConfig), spies: bool) -> Stack {
+async fn start_stack(
+    urls: Vec<String>,
+    adjust_relay: impl FnOnce(&mut RelayConfig),
+    adjust_gateway: impl FnOnce(&mut GatewayConfig),
+    spies: bool,
+) -> Stack {
     let base = std::env::temp_dir().join(format!("pp-stack-{}-{}", std::process::id(), rand_suffix()));
     let keydir = base.join("keydir");
     let key_file = KeyFile::generate();
@@ -256,10 +276,12 @@ async fn start_stack(urls: Vec<String>, adjust_relay: impl FnOnce(&mut RelayConf
         hosts: urls,
         health_interval_ms: 200,
         session_ttl_secs: 300,
+        max_routed_sessions: 100_000,
         max_body_bytes: 1 << 20,
         host_timeout_ms: 120_000,
         tokens,
     };
+    adjust_gateway(&mut config);
     let log = EventLog::new(pp_gateway::LOG_FIELDS, Box::new(gateway_log.clone()));
     let gateway = Gateway::new(config, keys, redeemer, log);
     let gateway_listener = listener().await;
@@ -554,6 +576,36 @@ pub async fn attested_host_with(
     (Host { url, log, measurement, manifest, root_public }, sandbox)
 }
 
+/// A spy in front of each host: the URLs to give the gateway, and what crossed each
+/// gateway ↔ host wire (the host's side of the gateway: TLS records inside plain HTTP).
+pub async fn spied_hosts(hosts: &[&Host]) -> (Vec<String>, Vec<Wire>) {
+    let mut urls = Vec::new();
+    let mut wires = Vec::new();
+    for host in hosts {
+        let (url, wire) = spied_url(&host.url).await;
+        urls.push(url);
+        wires.push(wire);
+    }
+    (urls, wires)
+}
+
+/// Asserts what the gateway could read on its way to a host: traffic crossed the wire, no
+/// `canary` in either direction, and every `/session/records` body is TLS application data.
+pub fn assert_gateway_reads_only_tls(wire: &Wire, canary: &[u8]) {
+    wire.assert_carried_without("gateway ↔ host", canary);
+    let requests = http_requests(&wire.up());
+    let records: Vec<_> =
+        requests.iter().filter(|r| r.line.contains(pp_vocab::session::RECORDS_PATH)).collect();
+    assert!(!records.is_empty(), "no records step crossed the gateway ↔ host wire");
+    for request in records {
+        assert!(
+            only_tls_application_data(&request.body),
+            "a records body the gateway forwarded is not TLS application data: {:?}",
+            String::from_utf8_lossy(&request.body[..request.body.len().min(80)])
+        );
+    }
+}
+
 pub fn requests_served(host: &Host) -> usize {
     host.log.lines().iter().filter(|line| line.starts_with("event=request-finished")).count()
 }
@@ -575,6 +627,7 @@ impl Stack {
             manifest_digests: if pinned { vec![host.manifest] } else { vec![] },
             accept_simulated_insecure_root: Some(hex::encode(&host.root_public.0)),
             tokens: self.token_settings(),
+            platform: Default::default(),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! They need the built components (`scripts/build-components`) and, for the model tests, the
 //! model (`scripts/fetch-model`); `scripts/test` does both first.
 
-mod binaries;
 mod common;
 mod components;
 mod injection;

@@ -55,3 +55,84 @@ fn garbage_records_end_the_session_and_nothing_else() {
     assert_eq!(sessions.open_sessions(), 0);
     sessions.open("session-eeeeeeeeeeee", &opening()).expect("the host keeps serving");
 }
+
+/// A device that completes the handshake without checking the host (what a hostile one may do).
+fn unverifying_client() -> rustls::ClientConnection {
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("TLS 1.3 only".into()))
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("private-processing-host").unwrap())
+        .unwrap()
+}
+
+#[test]
+fn finding_3_records_after_close_notify_are_refused_in_bounded_time() {
+    let sessions = Arc::new(sessions(SessionLimits::default()));
+    let mut client = unverifying_client();
+    let mut opening = vec![7u8; 32];
+    client.write_tls(&mut opening).unwrap();
+    let mut flight: &[u8] = &sessions.open("session-ffffffffffff", &opening).unwrap();
+    while !flight.is_empty() {
+        client.read_tls(&mut flight).unwrap();
+        client.process_new_packets().unwrap();
+    }
+    // The device's Finished, its close_notify, then more records.
+    client.send_close_notify();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    // More than rustls reads at once (4 KiB), so some is left after the close_notify.
+    records.extend_from_slice(&[0x17, 3, 3, 0x40, 0]);
+    records.extend_from_slice(&[0xAA; 32 * 1024]);
+
+    let (done, outcome) = std::sync::mpsc::channel();
+    let host = sessions.clone();
+    std::thread::spawn(move || done.send(host.records("session-ffffffffffff", &records)).unwrap());
+    let error = outcome.recv_timeout(Duration::from_secs(10)).expect("the host did not spin").unwrap_err();
+    let SessionError::Tls(why) = &error else { panic!("{error:?}") };
+    assert!(why.contains("after the peer's close_notify"), "{why}");
+    sessions.open("session-gggggggggggg", &opening).expect("the host keeps serving");
+}
