@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The peer measurement for `pp-host bench model`: the same GGUF, prompt and thread count through
+"""The peer measurement for `pp-host-dev bench model`: the same GGUF, prompt and thread count through
 llama-cpp-python (an independent build of llama.cpp). Prints JSON figures on stdout.
 
 usage: bench-llama-cpp-python.py MODEL THREADS NEW_TOKENS   (prompt from PP_BENCH_SYSTEM / PP_BENCH_USER)

@@ -47,7 +47,16 @@ fn bin(name: &str) -> PathBuf {
 }
 
 fn build_the_parties() {
-    let parties = ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"];
+    let parties = [
+        "pp-keydir",
+        "pp-issuer",
+        "pp-witness",
+        "pp-ledger",
+        "pp-host",
+        "pp-host-dev",
+        "pp-gateway",
+        "pp-relay",
+    ];
     if parties.iter().all(|party| bin(party).exists()) {
         return;
     }
@@ -133,6 +142,9 @@ impl StackDir {
         let ledger = self.config().ledger.unwrap().ledger_url;
         let output = Command::new(bin("pp-ledger"))
             .args(["release", "--ledger", &ledger, "--launch-measurement", measurement])
+            // The scripted hosts attest the scripted manifest `pp dev up --scripted` wrote.
+            .arg("--policy")
+            .arg(self.dir.join("release-scripted.toml"))
             .args(["--source-revision", revision])
             .current_dir(repo())
             .output()

@@ -48,6 +48,9 @@ pub struct ModelPolicy {
 pub enum ModelBackend {
     /// llama.cpp on the CPU.
     LlamaCppCpu,
+    /// Canned replies, no model: only the developer binary `pp-host-dev` runs it, so a host
+    /// answering that way says so in the manifest its evidence binds.
+    Scripted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

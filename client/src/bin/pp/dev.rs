@@ -87,9 +87,16 @@ impl Stack {
     /// it was made with; `base_port` only chooses it for a new one.
     pub fn new(state: PathBuf, scripted: bool, base_port: Option<u16>) -> Result<Self> {
         let bin = std::env::current_exe()?.parent().context("the pp binary has no directory")?.to_path_buf();
-        for needed in
-            ["pp-keydir", "pp-issuer", "pp-witness", "pp-ledger", "pp-host", "pp-gateway", "pp-relay"]
-        {
+        for needed in [
+            "pp-keydir",
+            "pp-issuer",
+            "pp-witness",
+            "pp-ledger",
+            "pp-host",
+            "pp-host-dev",
+            "pp-gateway",
+            "pp-relay",
+        ] {
             if !bin.join(needed).exists() {
                 bail!(
                     "{needed} is not built next to pp ({}): run `cargo build --workspace --bins` first",
@@ -222,22 +229,37 @@ impl Stack {
         self.wait_for(&[self.ports.witnesses[0], self.ports.witnesses[1]])?;
         start("ledger", &["pp-ledger", "serve", "--config", &config("ledger.toml")])?;
         let root = config("simulated-root.key");
+        let policy = self.policy().display().to_string();
+        if self.scripted {
+            // The manifest a scripted host attests names the backend `scripted`; the ledger
+            // records that one (written anew each start, so it follows the release policy).
+            self.run(&[
+                "pp-host-dev",
+                "scripted-policy",
+                "--policy",
+                "policies/release.toml",
+                "--out",
+                &policy,
+            ])?;
+        }
+        let model_dir = model_dir().display().to_string();
         for (index, port) in self.ports.hosts.iter().enumerate() {
             let listen = format!("127.0.0.1:{port}");
             let name = format!("host-{}", index + 1);
-            let mut args = vec![
-                "pp-host",
-                "serve",
-                "--listen",
-                &listen,
-                "--attester",
-                "simulated",
-                "--simulated-root",
-                &root,
-            ];
-            if self.scripted {
-                args.extend(["--scripted", "--reply=- (scripted) the picnic is on Saturday at 11"]);
-            }
+            // Scripted replies are only in the developer binary, whose launch measurement is
+            // its own: a device pinned to the real release refuses it.
+            let mut args = if self.scripted {
+                vec![
+                    "pp-host-dev",
+                    "serve",
+                    "--scripted",
+                    "--reply=- (scripted) the picnic is on Saturday at 11",
+                ]
+            } else {
+                vec!["pp-host", "serve", "--attester", "simulated", "--model-dir", &model_dir]
+            };
+            args.extend(["--policy", &policy, "--components", "target/components"]);
+            args.extend(["--listen", &listen, "--simulated-root", &root]);
             start(&name, &args)?;
         }
         eprintln!(
@@ -277,6 +299,24 @@ impl Stack {
         Ok(())
     }
 
+    /// The policy the hosts serve: the release's, or its scripted form.
+    fn policy(&self) -> PathBuf {
+        if self.scripted {
+            self.state.join("release-scripted.toml")
+        } else {
+            PathBuf::from("policies/release.toml")
+        }
+    }
+
+    /// The host binary: the attested one, or the developer tools for scripted replies.
+    fn host_binary(&self) -> &'static str {
+        if self.scripted {
+            "pp-host-dev"
+        } else {
+            "pp-host"
+        }
+    }
+
     fn log(&self, name: &str) -> PathBuf {
         self.state.join(format!("{name}.log"))
     }
@@ -314,7 +354,8 @@ impl Stack {
 
     /// Appends this release to the ledger unless its latest entry already is it.
     fn record_release(&self) -> Result<()> {
-        let values = self.run(&["pp-host", "reference-values"])?;
+        let policy = self.policy().display().to_string();
+        let values = self.run(&[self.host_binary(), "reference-values", "--policy", &policy])?;
         let value = |key: &str| {
             values
                 .lines()
@@ -334,6 +375,12 @@ impl Stack {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|| "unknown".into());
+        // Receipts show the source revision: say there what this entry serves.
+        let revision = if self.scripted {
+            format!("{revision} (pp-host-dev: SCRIPTED replies, no model)")
+        } else {
+            revision
+        };
         eprintln!("pp dev: recording this release in the ledger (the witnesses cosign the new checkpoint)…");
         let ledger = format!("http://127.0.0.1:{}", self.ports.ledger);
         self.run(&[
@@ -343,6 +390,8 @@ impl Stack {
             &ledger,
             "--launch-measurement",
             &measurement,
+            "--policy",
+            &policy,
             "--source-revision",
             &revision,
         ])?;
@@ -405,7 +454,7 @@ impl Stack {
             "--name",
             "dev-user",
         ])?;
-        let root = self.run(&["pp-host", "simulated-root", "--out", &s("simulated-root.key")])?;
+        let root = self.run(&["pp-host-dev", "simulated-root", "--out", &s("simulated-root.key")])?;
         let witness_urls: Vec<String> =
             p.witnesses.iter().map(|port| format!("\"http://127.0.0.1:{port}\"")).collect();
         self.write(
@@ -508,6 +557,19 @@ impl Stack {
     fn write(&self, name: &str, text: &str) -> Result<()> {
         std::fs::write(self.state.join(name), text).with_context(|| format!("writing {name}"))
     }
+}
+
+/// Where `scripts/fetch-model` puts the model: `$PP_MODEL_DIR`, else
+/// `$XDG_CACHE_HOME/private-processing/models`, else `~/.cache/private-processing/models`. Read
+/// here, by the developer tool; the host takes it as `--model-dir`, never from its environment.
+fn model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PP_MODEL_DIR") {
+        return dir.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("private-processing/models")
 }
 
 /// Whether a process runs (an exited child of ours that nobody reaped is a zombie: not running).

@@ -1,4 +1,4 @@
-//! `pp-host bench …`: benchmarks that print figures (no assertions; these machines are noisy, so
+//! `pp-host-dev bench …`: benchmarks that print figures (no assertions; these machines are noisy, so
 //! each compares against a baseline measured in the same run).
 
 use crate::{percentile, ModelArgs};
