@@ -82,10 +82,11 @@ mod tests {
         let parsed = dcap_qvl::quote::Quote::parse(QUOTE).unwrap();
         let td = parsed.report.as_td10().unwrap();
         assert_eq!(verified.report_data, td.report_data);
-        assert_eq!(
-            verified.launch_measurement,
-            launch_measurement(&td.mr_td, [&td.rt_mr0, &td.rt_mr1, &td.rt_mr2])
-        );
+        // Computed here, not by the function under test: SHA-384(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2).
+        let registers = [td.mr_td, td.rt_mr0, td.rt_mr1, td.rt_mr2].concat();
+        let expected: [u8; 48] = <sha2::Sha384 as sha2::Digest>::digest(&registers).into();
+        assert_eq!(verified.launch_measurement, expected);
+        assert_ne!(td.rt_mr0, td.rt_mr1, "the quote's registers differ, so their order is checked too");
         assert!(ACCEPTED_TCB_STATUS.contains(&verified.tcb_status.as_str()), "{}", verified.tcb_status);
     }
 
@@ -107,6 +108,8 @@ mod tests {
     fn the_launch_measurement_covers_every_register_it_names() {
         let (mrtd, r0, r1, r2) = ([1u8; 48], [2u8; 48], [3u8; 48], [4u8; 48]);
         let base = launch_measurement(&mrtd, [&r0, &r1, &r2]);
+        let expected: [u8; 48] = <sha2::Sha384 as sha2::Digest>::digest([mrtd, r0, r1, r2].concat()).into();
+        assert_eq!(base, expected);
         assert_ne!(base, launch_measurement(&[9; 48], [&r0, &r1, &r2]));
         assert_ne!(base, launch_measurement(&mrtd, [&r0, &r1, &[9; 48]]));
         assert_ne!(base, launch_measurement(&mrtd, [&r1, &r0, &r2]));
