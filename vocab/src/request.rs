@@ -59,6 +59,21 @@ pub struct FeatureResponse {
     pub model_calls: u32,
 }
 
+// Plaintext is wiped when these values are dropped (copies made by serde_json's parsing and by
+// the sandbox's and model's own buffers are not: THREAT_MODEL.md says what remains).
+impl Drop for ChatMessage {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.author);
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+}
+
+impl Drop for FeatureResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+}
+
 /// Why a request could not be read. Messages name fields and positions, never content.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RequestError {
