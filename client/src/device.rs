@@ -125,8 +125,9 @@ pub enum DeviceError {
     Config(#[from] ConfigError),
     #[error("the device config: {0}")]
     BadConfig(String),
+    /// Not a `source`: the message already says it all (anyhow would print it twice).
     #[error("the device config's [platform]: {0}")]
-    Platform(#[from] PlatformPolicyError),
+    Platform(PlatformPolicyError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
@@ -175,7 +176,7 @@ struct TrustedView {
 impl Device {
     /// The device with its state (settings, tokens, ledger view, receipts) in `state_dir`.
     pub fn open(config: DeviceConfig, state_dir: &Path) -> Result<Self, DeviceError> {
-        let platform = config.platform.policy()?;
+        let platform = config.platform.policy().map_err(DeviceError::Platform)?;
         let settings = Settings::load(state_dir)?;
         let transport = Transport::new(TransportConfig {
             relay_url: config.relay_url.clone(),
