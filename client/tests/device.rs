@@ -71,6 +71,9 @@ async fn dying_proxy(target: SocketAddr) -> (String, Arc<AtomicBool>) {
     (url, killed)
 }
 
+/// When each request containing a proxy's marker arrived, in order.
+type Arrivals = Arc<std::sync::Mutex<Vec<std::time::Instant>>>;
+
 /// Passes traffic to `target` except the `doomed`-th request that contains `marker`: that one
 /// never reaches `target`; the client gets `reply` (if any) and its connection is cut.
 fn interrupting_proxy(
@@ -78,7 +81,9 @@ fn interrupting_proxy(
     marker: &'static [u8],
     doomed: usize,
     reply: Option<&'static [u8]>,
-) -> String {
+) -> (String, Arrivals) {
+    let arrivals = Arrivals::default();
+    let arrived = arrivals.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
@@ -86,7 +91,7 @@ fn interrupting_proxy(
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
-            let seen = seen.clone();
+            let (seen, arrived) = (seen.clone(), arrived.clone());
             tokio::spawn(async move {
                 let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
                 let (mut in_read, mut in_write) = inbound.split();
@@ -95,6 +100,8 @@ fn interrupting_proxy(
                 let upstream = async {
                     while let Ok(n) = in_read.read(&mut buffer).await {
                         let found = buffer[..n].windows(marker.len()).filter(|w| *w == marker).count();
+                        let now = std::time::Instant::now();
+                        arrived.lock().unwrap().extend(std::iter::repeat_n(now, found));
                         let before = seen.fetch_add(found, Ordering::SeqCst);
                         if n == 0 {
                             return None;
@@ -118,7 +125,7 @@ fn interrupting_proxy(
             });
         }
     });
-    format!("http://{address}")
+    (format!("http://{address}"), arrivals)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,9 +133,11 @@ async fn a_gateway_dying_mid_request_costs_one_retry_after_a_pause() {
     let root = SimulatedRoot::generate();
     let host = attested_host(&root, |a| Box::new(a)).await;
     // The second request through the relay (the first session's records) never gets an answer.
+    let mut arrivals = Arrivals::default();
     let stack = start_with_hosts(vec![host.url.clone()], |relay| {
         let gateway = relay.gateway_url.trim_start_matches("http://").trim_end_matches("/gateway");
-        let proxy = interrupting_proxy(gateway.parse().unwrap(), b"POST /gateway", 2, None);
+        let proxy;
+        (proxy, arrivals) = interrupting_proxy(gateway.parse().unwrap(), b"POST /gateway", 2, None);
         relay.gateway_url = format!("{proxy}/gateway");
     })
     .await;
@@ -137,11 +146,15 @@ async fn a_gateway_dying_mid_request_costs_one_retry_after_a_pause() {
     let mut device =
         Device::open(stack.device_config(Some(ledger.settings(2)), &host), &stack.device_dir).unwrap();
     device.opt_in().unwrap();
-    let started = std::time::Instant::now();
     let outcome = device.summarize(None, chat("picnic on Saturday")).await.unwrap();
     assert_eq!(outcome.response.text, REPLY);
     assert!(outcome.receipt.retried, "the receipt says the device retried");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the retry waited for a restart");
+    // Timed where the gateway would be: from the request that got no answer to the retry's
+    // first request (the new session's opening), not over the whole call.
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 4, "open, records (lost), open again, records");
+    let pause = arrivals[2] - arrivals[1];
+    assert!(pause >= std::time::Duration::from_secs(1), "the retry came {pause:?} after the failure");
     let relay = stack.relay_log.lines();
     assert_eq!(relay.iter().filter(|l| l.contains("status=502")).count(), 1, "{relay:?}");
 }
@@ -152,7 +165,7 @@ async fn a_session_the_host_lost_costs_one_retry() {
     let host = attested_host(&root, |a| Box::new(a)).await;
     // The first session's records meet a host that restarted meanwhile: it knows no such session.
     const FORGOTTEN: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 66\r\nconnection: close\r\n\r\nno open session with this id (it never existed, expired or ended)\n";
-    let forgetful = interrupting_proxy(
+    let (forgetful, _) = interrupting_proxy(
         host.url.trim_start_matches("http://").parse().unwrap(),
         b"/session/records",
         1,
@@ -206,7 +219,27 @@ async fn nothing_leaves_before_opt_in_or_for_a_chat_kept_on_the_device() {
     let root = SimulatedRoot::generate();
     let host = attested_host(&root, |a| Box::new(a)).await;
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
-    let mut device = Device::open(stack.device_config(None, &host), &stack.device_dir).unwrap();
+    let ledger = start_ledger(1, None).await;
+    ledger.record_release(host.measurement).await;
+    // A listener behind every URL the device knows: relay and issuer (the stack's spies), key
+    // directory and token directory mirrors, ledger and checkpoint mirrors.
+    let mut config = stack.device_config(Some(ledger.settings(1)), &host);
+    let mut wires = vec![("relay", stack.relay_wire.clone()), ("issuer", stack.issuer_wire.clone())];
+    let settings = config.ledger.as_mut().unwrap();
+    let urls = [
+        ("key directory", &mut config.key_urls[0]),
+        ("token directory", &mut config.tokens.directory_urls[0]),
+        ("ledger", &mut settings.ledger_url),
+        ("checkpoint mirror", &mut settings.checkpoint_urls[0]),
+    ];
+    for (party, url) in urls {
+        let (spy, wire) = spied_url(url).await;
+        *url = spy;
+        wires.push((party, wire));
+    }
+    assert_eq!(wires.len(), 6, "every party the device could reach is watched");
+
+    let mut device = Device::open(config, &stack.device_dir).unwrap();
     let error = device.summarize(Some("family"), chat("secret")).await.unwrap_err();
     assert!(matches!(error, DeviceError::Refused(Refusal::NotOptedIn)), "{error}");
     device.opt_in().unwrap();
@@ -216,13 +249,18 @@ async fn nothing_leaves_before_opt_in_or_for_a_chat_kept_on_the_device() {
         matches!(error, DeviceError::Refused(Refusal::KeptOnDevice(ref chat)) if chat == "family"),
         "{error}"
     );
-    assert!(stack.relay_received.lock().unwrap().is_empty(), "the relay saw no request at all");
+    for (party, wire) in &wires {
+        assert_eq!(wire.connections(), 0, "the device contacted the {party} before it could send");
+    }
     assert!(stack.issuer.log.lines().is_empty(), "no token was even asked for");
 
-    // Another chat, and drafts, still go.
+    // Another chat, and drafts, still go (and the listeners do see them: they watch the path).
     device.summarize(Some("picnic"), chat("Saturday")).await.unwrap();
     device.rewrite("can u come", Style::Formal).await.unwrap();
     assert_eq!(device.receipts().list().unwrap().len(), 2);
+    for (party, wire) in &wires {
+        assert!(wire.connections() > 0, "the {party}'s listener is not on the device's path");
+    }
 }
 
 #[tokio::test]
@@ -251,14 +289,15 @@ async fn an_unreachable_ledger_or_key_directory_fails_closed() {
         "{error}"
     );
     assert_eq!(requests_served(&host), 0, "nothing reached a host");
-    assert!(stack.relay_received.lock().unwrap().is_empty());
+    assert_eq!(stack.relay_wire.connections(), 0, "nothing reached the relay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_sent_in_a_request_is_in_no_log_no_file_and_no_wire_of_any_other_party() {
     let root = SimulatedRoot::generate();
     let host = attested_host(&root, |a| Box::new(a)).await;
-    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let (urls, host_wires) = spied_hosts(&[&host]).await;
+    let stack = start_with_hosts(urls, |_| {}).await;
     let ledger = start_ledger(2, None).await;
     ledger.record_release(host.measurement).await;
     let mut device =
@@ -285,9 +324,14 @@ async fn a_canary_sent_in_a_request_is_in_no_log_no_file_and_no_wire_of_any_othe
     for (path, bytes) in &files {
         assert!(!contains(bytes, canary.as_bytes()), "{} holds the canary", path.display());
     }
-    for (party, wire) in [("relay", &stack.relay_received), ("gateway", &stack.gateway_received)] {
-        assert!(!contains(&wire.lock().unwrap(), canary.as_bytes()), "the {party}'s wire carried the canary");
-    }
+    // Every wire a party other than the host reads, both ways: the device ↔ relay and
+    // relay ↔ gateway ones carry OHTTP, the gateway ↔ host one (what the gateway decrypted)
+    // only TLS records; the issuer's carries tokens being issued.
+    stack.relay_wire.assert_carried_without("device ↔ relay", canary.as_bytes());
+    stack.gateway_wire.assert_carried_without("relay ↔ gateway", canary.as_bytes());
+    stack.issuer_wire.assert_carried_without("device ↔ issuer", canary.as_bytes());
+    assert_gateway_reads_only_tls(&host_wires[0], canary.as_bytes());
+    assert_gateway_reads_only_tls(&host_wires[0], REPLY.as_bytes());
     // On the device, only the request itself had it: no receipt or other state keeps it.
     for (path, bytes) in files_under(&stack.device_dir, &stack.base.join("none")) {
         assert!(!contains(&bytes, canary.as_bytes()), "{} on the device keeps the canary", path.display());

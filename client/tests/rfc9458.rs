@@ -1,9 +1,12 @@
 //! Known answers from RFC 9458 Appendix A: the published encapsulated request opens with the
-//! published key, the published response opens under the RFC's key schedule, and a request our
-//! transport's OHTTP library seals to the published key configuration opens the same way.
+//! published key, the published response opens under the RFC's key schedule (these two check the
+//! RFC's computation as written out here), and then the device's own transport, given the
+//! published key configuration by a key directory, seals a request that opens the same way and
+//! opens the RFC's response sealed to it.
 //!
 //! (The `ohttp` crate derives keys from seeds and cannot import the RFC's raw private key, so the
-//! receiving side here is the RFC's computation written out with the same HPKE library.)
+//! receiving side here is the RFC's computation written out with the same HPKE library, checked
+//! against the RFC's own vectors first.)
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Nonce};
@@ -93,4 +96,74 @@ fn our_ohttp_library_seals_to_the_published_key_configuration() {
         Aes128Gcm::new((&key).into()).encrypt(Nonce::from_slice(&aead_nonce), &unhex(RESPONSE)[..]).unwrap();
     let answer = opener.decapsulate(&[&nonce[..], &sealed_response].concat()).unwrap();
     assert_eq!(hex::encode(answer), RESPONSE);
+}
+
+/// RFC 9458 §4.4, sending side: the RFC's response sealed to a request with `enc` and `secret`.
+fn seal_response(enc: &[u8], secret: &[u8], nonce: [u8; 16], response: &[u8]) -> Vec<u8> {
+    let salt = [enc, &nonce].concat();
+    let prk = Hkdf::<Sha256>::new(Some(&salt), secret);
+    let (mut key, mut aead_nonce) = ([0u8; 16], [0u8; 12]);
+    prk.expand(b"key", &mut key).unwrap();
+    prk.expand(b"nonce", &mut aead_nonce).unwrap();
+    let sealed = Aes128Gcm::new((&key).into()).encrypt(Nonce::from_slice(&aead_nonce), response).unwrap();
+    [&nonce[..], &sealed].concat()
+}
+
+#[tokio::test]
+async fn the_device_transport_seals_to_the_published_key_configuration_and_opens_the_rfc_response() {
+    use pp_client::transport::{InnerRequest, Transport, TransportConfig};
+    use std::sync::{Arc, Mutex};
+    // A key directory serving the RFC's key configuration as `application/ohttp-keys` (RFC 9458
+    // §3.2: each configuration with a two-byte length).
+    let dir = std::env::temp_dir().join(format!("pp-rfc9458-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = unhex(KEY_CONFIG);
+    std::fs::write(dir.join("ohttp-keys"), [&(config.len() as u16).to_be_bytes()[..], &config].concat())
+        .unwrap();
+    let keydir = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let key_url = format!("http://{}/ohttp-keys", keydir.local_addr().unwrap());
+    let settings = pp_keydir::KeyDirConfig { listen: keydir.local_addr().unwrap(), dir, max_age_secs: 60 };
+    tokio::spawn(pp_keydir::serve(settings, keydir));
+
+    // A "relay and gateway" that opens with the RFC's private key and answers with the RFC's
+    // response, sealed by the RFC's formulas.
+    let opened: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let seen = opened.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let (request, secret) = open_request(&body);
+                *seen.lock().unwrap() = request;
+                let sealed = seal_response(&body[7..39], &secret, [5; 16], &unhex(RESPONSE));
+                ([("content-type", "message/ohttp-res")], sealed)
+            }
+        }),
+    );
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!("http://{}/", relay.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(relay, app).await });
+
+    let transport = Transport::new(TransportConfig {
+        relay_url,
+        key_urls: vec![key_url],
+        local_address: None,
+        timeout: std::time::Duration::from_secs(10),
+    });
+    let request = InnerRequest {
+        path: "/session/open".into(),
+        headers: vec![("pp-session".into(), "0123".into())],
+        body: b"canary-rfc9458".to_vec(),
+    };
+    let answer = transport.send(&request).await.unwrap();
+    // RFC 9458's response is a bare `200` (binary HTTP, known length, truncated).
+    assert_eq!((answer.status, answer.body.as_slice()), (200, &b""[..]));
+
+    let inner = opened.lock().unwrap().clone();
+    let message = bhttp::Message::read_bhttp(&mut Cursor::new(&inner)).unwrap();
+    assert_eq!(message.control().method(), Some(&b"POST"[..]));
+    assert_eq!(message.control().path(), Some(&b"/session/open"[..]));
+    assert_eq!(message.header().get(b"pp-session"), Some(&b"0123"[..]));
+    assert_eq!(message.content(), b"canary-rfc9458");
 }

@@ -42,7 +42,8 @@ fn now() -> i64 {
 #[tokio::test]
 async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
     let host = host(|a| Box::new(a)).await;
-    let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
+    let (urls, host_wires) = spied_hosts(&[&host]).await;
+    let stack = start_with_hosts(urls, |_| {}).await;
     let transport = stack.transport();
     let canary = "canary-2f7c0b5e91d3 picnic on Saturday";
     let (response, verified) = AttestedSession::new(&transport, &reference(&host))
@@ -54,10 +55,13 @@ async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
     assert_eq!(verified.attestation.manifest_digest, host.manifest);
     assert_eq!(requests_served(&host), 1);
 
-    // Neither the relay nor the gateway saw the request: it was inside TLS inside OHTTP.
-    for (party, bytes) in [("relay", &stack.relay_received), ("gateway", &stack.gateway_received)] {
-        assert!(!contains(&bytes.lock().unwrap(), b"canary-2f7c0b5e91d3"), "the {party} saw plaintext");
-    }
+    // Neither the relay nor the gateway saw the request: it was inside TLS inside OHTTP. The
+    // gateway opens the OHTTP layer, so what it reads is what it sends to the host: TLS records.
+    stack.relay_wire.assert_carried_without("device ↔ relay", b"canary-2f7c0b5e91d3");
+    stack.gateway_wire.assert_carried_without("relay ↔ gateway", b"canary-2f7c0b5e91d3");
+    assert_gateway_reads_only_tls(&host_wires[0], b"canary-2f7c0b5e91d3");
+    // The host's answer (the scripted reply) crossed the gateway inside TLS too.
+    assert_gateway_reads_only_tls(&host_wires[0], REPLY.as_bytes());
     for line in host
         .log
         .lines()
@@ -178,9 +182,31 @@ async fn a_token_opens_one_session_only_and_the_relay_never_sees_it() {
     assert!(stack.gateway_log.lines().iter().any(|line| line.contains("outcome=token-spent")));
 
     let encoded = token.authorization.strip_prefix("PrivateToken token=").unwrap();
-    for (party, bytes) in [("relay", &stack.relay_received), ("gateway's wire", &stack.gateway_received)] {
-        assert!(!contains(&bytes.lock().unwrap(), encoded.as_bytes()), "the {party} saw the token");
+    for (party, wire) in [("device ↔ relay", &stack.relay_wire), ("relay ↔ gateway", &stack.gateway_wire)]
+    {
+        wire.assert_carried_without(party, encoded.as_bytes());
     }
+}
+
+/// The blinded messages of every batch the device asked the issuer to sign, from the wire.
+fn blinded_messages(issuer_wire: &Wire) -> Vec<Vec<u8>> {
+    use privacypass::Deserialize as _;
+    let batches: Vec<_> = http_requests(&issuer_wire.up())
+        .into_iter()
+        .filter(|request| request.line.starts_with(&format!("POST {}", pp_vocab::tokens::BATCH_PATH)))
+        .collect();
+    let mut blinded = Vec::new();
+    for batch in batches {
+        let request =
+            privacypass::generic_tokens::GenericBatchTokenRequest::tls_deserialize_exact(&batch.body)
+                .unwrap();
+        for one in request.token_requests {
+            // A type-2 request: token type (2), truncated key id (1), blinded message.
+            let bytes = privacypass::Serialize::tls_serialize_detached(&one).unwrap();
+            blinded.push(bytes[3..].to_vec());
+        }
+    }
+    blinded
 }
 
 #[tokio::test]
@@ -188,7 +214,13 @@ async fn what_the_issuer_records_shares_nothing_with_what_the_gateway_records() 
     let host = host(|a| Box::new(a)).await;
     let stack = start_with_hosts(vec![host.url.clone()], |_| {}).await;
     let transport = stack.transport();
-    let token = stack.token().await;
+    let supply = stack.tokens();
+    // Two batches of 4: the fifth take asks for the second.
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(supply.take(pp_vocab::unix_now()).await.unwrap());
+    }
+    let token = tokens.pop().unwrap();
     AttestedSession::new(&transport, &reference(&host))
         .request(&summarize("hello"), &token, now())
         .await
@@ -205,15 +237,25 @@ async fn what_the_issuer_records_shares_nothing_with_what_the_gateway_records() 
     // Each side did record its part: the gateway the nonce, the issuer the account.
     assert!(contains(&gateway_records, &nonce), "the gateway records spent nonces");
     assert!(contains(&issuer_records, b"alice"), "the issuer records the account's quota");
-    // And nothing of the other's.
+    // What the issuer ever received or sent holds none of the redeemed token: its nonce and
+    // authenticator never leave the device towards the issuer, in any form.
     for (what, value) in [
         ("nonce", nonce.to_vec()),
         ("nonce (hex)", hex::encode(nonce).into_bytes()),
         ("authenticator", authenticator.clone()),
         ("token", token.authorization.clone().into_bytes()),
     ] {
+        stack.issuer_wire.assert_carried_without(&format!("device ↔ issuer ({what})"), &value);
         assert!(!contains(&issuer_records, &value), "the issuer recorded the token's {what}");
     }
+    // Each token request was blinded afresh: no two blinded messages of the two batches repeat
+    // (a fixed blinding would make them, and the issuer could match them to the redeemed tokens).
+    let blinded = blinded_messages(&stack.issuer_wire);
+    assert_eq!(blinded.len(), 8, "two batches of 4 crossed the wire");
+    let distinct: std::collections::HashSet<_> = blinded.iter().collect();
+    assert_eq!(distinct.len(), blinded.len(), "a blinded message was sent twice");
+    assert!(blinded.iter().all(|message| !contains(message, &nonce) && *message != authenticator));
+
     assert!(!contains(&gateway_records, &authenticator));
     for (what, value) in
         [("account", b"alice".to_vec()), ("credential", stack.issuer.credential.clone().into_bytes())]

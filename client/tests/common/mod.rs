@@ -78,15 +78,60 @@ pub async fn echo_host(index: usize) -> (String, Received, Arc<AtomicBool>) {
     (url, received, up)
 }
 
+/// What crossed one spied wire, each direction apart.
+#[derive(Clone, Default)]
+pub struct Wire {
+    /// Bytes towards the party behind the spy.
+    pub up: Arc<Mutex<Vec<u8>>>,
+    /// Bytes back from it.
+    pub down: Arc<Mutex<Vec<u8>>>,
+    /// Connections the spy accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Wire {
+    pub fn up(&self) -> Vec<u8> {
+        self.up.lock().unwrap().clone()
+    }
+
+    pub fn down(&self) -> Vec<u8> {
+        self.down.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Asserts that traffic crossed this wire both ways (an empty capture proves nothing) and
+    /// that neither direction carried `needle`.
+    pub fn assert_carried_without(&self, party: &str, needle: &[u8]) {
+        assert_captured_without(&format!("{party} (received)"), &self.up(), needle);
+        assert_captured_without(&format!("{party} (sent back)"), &self.down(), needle);
+    }
+}
+
+/// Asserts that `captured` holds traffic and no `needle`.
+pub fn assert_captured_without(what: &str, captured: &[u8], needle: &[u8]) {
+    assert!(!captured.is_empty(), "the spy on the {what} wire captured nothing: that proves nothing");
+    assert!(!contains(captured, needle), "the {what} wire carried {:?}", String::from_utf8_lossy(needle));
+}
+
 /// A TCP forwarder that records every byte sent through it towards `target`, connecting from
 /// `source` when given (so the party behind it sees that address).
 pub async fn spy(target: SocketAddr, source: Option<IpAddr>) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let (address, wire) = spy_wire(target, source).await;
+    (address, wire.up)
+}
+
+/// The same, recording both directions.
+pub async fn spy_wire(target: SocketAddr, source: Option<IpAddr>) -> (SocketAddr, Wire) {
+    let wire = Wire::default();
     let listener = listener().await;
     let address = listener.local_addr().unwrap();
-    let recorded = seen.clone();
+    let recorded = wire.clone();
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
+            recorded.connections.fetch_add(1, Ordering::SeqCst);
             let socket = TcpSocket::new_v4().unwrap();
             if let Some(source) = source {
                 socket.bind(SocketAddr::new(source, 0)).unwrap();
@@ -95,27 +140,100 @@ pub async fn spy(target: SocketAddr, source: Option<IpAddr>) -> (SocketAddr, Arc
             tokio::spawn(pipe(inbound, outbound, recorded.clone()));
         }
     });
-    (address, seen)
+    (address, wire)
 }
 
-async fn pipe(inbound: TcpStream, outbound: TcpStream, seen: Arc<Mutex<Vec<u8>>>) {
+/// A spy in front of the server at `url` (`http://address…`): the URL to use instead, and the wire.
+pub async fn spied_url(url: &str) -> (String, Wire) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (spy, wire) = spy_wire(address.parse().unwrap(), None).await;
+    (format!("http://{spy}{path}"), wire)
+}
+
+async fn pipe(inbound: TcpStream, outbound: TcpStream, wire: Wire) {
     let (mut in_read, mut in_write) = inbound.into_split();
     let (mut out_read, mut out_write) = outbound.into_split();
-    let upstream = async move {
+    // Recorded before it is passed on: whoever sees the answer finds it already captured.
+    async fn copy(
+        read: &mut (impl AsyncReadExt + Unpin),
+        write: &mut (impl AsyncWriteExt + Unpin),
+        seen: &Mutex<Vec<u8>>,
+    ) {
         let mut buffer = vec![0u8; 16 * 1024];
-        while let Ok(n) = in_read.read(&mut buffer).await {
-            if n == 0 || out_write.write_all(&buffer[..n]).await.is_err() {
+        while let Ok(n) = read.read(&mut buffer).await {
+            if n == 0 {
                 break;
             }
             seen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            if write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
         }
-        let _ = out_write.shutdown().await;
-    };
-    let downstream = async move {
-        let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
-        let _ = in_write.shutdown().await;
-    };
-    tokio::join!(upstream, downstream);
+        let _ = write.shutdown().await;
+    }
+    tokio::join!(
+        copy(&mut in_read, &mut out_write, &wire.up),
+        copy(&mut out_read, &mut in_write, &wire.down)
+    );
+}
+
+/// One HTTP/1.1 request as it crossed a wire.
+pub struct WireRequest {
+    /// `POST /path HTTP/1.1`
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The HTTP/1.1 requests in `bytes` (requests one after the other, bodies with a length).
+pub fn http_requests(mut bytes: &[u8]) -> Vec<WireRequest> {
+    let mut requests = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let line = lines.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .map_or(0, |(_, value)| value.parse::<usize>().unwrap());
+        assert!(
+            !headers.iter().any(|(name, _)| name == "transfer-encoding"),
+            "chunked bodies are not parsed here: {line}"
+        );
+        let body = bytes[end + 4..end + 4 + length].to_vec();
+        bytes = &bytes[end + 4 + length..];
+        requests.push(WireRequest { line, headers, body });
+    }
+    requests
+}
+
+/// Whether `body` is nothing but TLS 1.3 application-data records (content type 23, legacy
+/// version 3.3, at most 2^14 + 256 bytes each, the last one whole), at least one, besides the
+/// one-byte ChangeCipherSpec TLS 1.3 sends for middleboxes (it carries no data).
+pub fn only_tls_application_data(body: &[u8]) -> bool {
+    let mut rest = body;
+    let mut application_data = 0;
+    while !rest.is_empty() {
+        let Some((&[kind, major, minor, high, low], tail)) = rest.split_first_chunk::<5>() else {
+            return false;
+        };
+        let length = usize::from(u16::from_be_bytes([high, low]));
+        if (major, minor) != (3, 3) || length > (1 << 14) + 256 || tail.len() < length {
+            return false;
+        }
+        match (kind, &tail[..length]) {
+            (23, _) => application_data += 1,
+            (20, [1]) => {}
+            _ => return false,
+        }
+        rest = &tail[length..];
+    }
+    application_data > 0
 }
 
 /// Names in the token challenge of these tests.
@@ -188,6 +306,13 @@ pub struct Stack {
     pub relay_received: Arc<Mutex<Vec<u8>>>,
     /// Bytes the gateway received from the relay.
     pub gateway_received: Arc<Mutex<Vec<u8>>>,
+    /// Device ↔ relay, both ways (`up` is `relay_received`).
+    pub relay_wire: Wire,
+    /// Relay ↔ gateway, both ways (`up` is `gateway_received`).
+    pub gateway_wire: Wire,
+    /// Device ↔ issuer, both ways; the device's token settings point at this spy.
+    pub issuer_wire: Wire,
+    issuer_url: String,
     pub hosts: Vec<Received>,
     host_up: Vec<Arc<AtomicBool>>,
     pub issuer: TestIssuer,
@@ -269,7 +394,7 @@ async fn start_stack(
     let redeemer =
         Redeemer::new(&tokens, &directory, SpentStore::open(&tokens.spent_store).await.unwrap()).unwrap();
     let gateway_log = Arc::new(MemorySink::default());
-    let config = GatewayConfig {
+    let mut config = GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         keys_file: keydir.join("unused"),
         publish_dir: None,
@@ -287,8 +412,8 @@ async fn start_stack(
     let gateway_listener = listener().await;
     let gateway_address = gateway_listener.local_addr().unwrap();
     tokio::spawn(pp_gateway::serve(gateway.clone(), gateway_listener));
-    let (gateway_spy, gateway_received) =
-        if spies { spy(gateway_address, None).await } else { (gateway_address, Arc::default()) };
+    let (gateway_spy, gateway_wire) =
+        if spies { spy_wire(gateway_address, None).await } else { (gateway_address, Wire::default()) };
 
     let relay_log = Arc::new(MemorySink::default());
     let mut relay = relay_config(format!("http://{gateway_spy}/gateway"));
@@ -297,11 +422,13 @@ async fn start_stack(
     let relay_address = relay_listener.local_addr().unwrap();
     let log = EventLog::new(pp_relay::LOG_FIELDS, Box::new(relay_log.clone()));
     tokio::spawn(pp_relay::serve(relay, relay_listener, log));
-    let (relay_spy, relay_received) = if spies {
-        spy(relay_address, Some(IpAddr::V4(DEVICE_ADDRESS))).await
+    let (relay_spy, relay_wire) = if spies {
+        spy_wire(relay_address, Some(IpAddr::V4(DEVICE_ADDRESS))).await
     } else {
-        (relay_address, Arc::default())
+        (relay_address, Wire::default())
     };
+    let (issuer_url, issuer_wire) =
+        if spies { spied_url(&issuer.url).await } else { (issuer.url.clone(), Wire::default()) };
 
     Stack {
         relay_url: format!("http://{relay_spy}/"),
@@ -311,8 +438,12 @@ async fn start_stack(
         gateway,
         relay_log,
         gateway_log,
-        relay_received,
-        gateway_received,
+        relay_received: relay_wire.up.clone(),
+        gateway_received: gateway_wire.up.clone(),
+        relay_wire,
+        gateway_wire,
+        issuer_wire,
+        issuer_url,
         hosts: Vec::new(),
         host_up: Vec::new(),
         issuer,
@@ -348,7 +479,7 @@ impl Stack {
 
     pub fn token_settings(&self) -> TokenSettings {
         TokenSettings {
-            issuer_url: self.issuer.url.clone(),
+            issuer_url: self.issuer_url.clone(),
             directory_urls: vec![self.key_url.replace("ohttp-keys", "token-issuer-directory")],
             account_credential: self.issuer.credential.clone(),
             issuer_name: ISSUER_NAME.into(),
