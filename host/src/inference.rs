@@ -134,18 +134,29 @@ pub fn cut_at_stop(text: &str, stop: &[String]) -> Option<usize> {
 /// Canned replies instead of a model, for tests and benchmarks: answers each call with the next
 /// reply of its script (cycling), counts a token per 4 bytes, and enforces its context like a
 /// real model would. Never the default: it is chosen only by this name.
+///
+/// It keeps the last [`Self::RECORDED_PROMPTS`] prompts it was given, so that a test can check
+/// what a component asked (the scripted replies alone cannot tell one prompt from another).
 pub struct ScriptedInference {
     replies: Vec<String>,
     next: AtomicUsize,
     context_tokens: u32,
+    prompts: std::sync::Mutex<std::collections::VecDeque<Vec<Turn>>>,
 }
 
 impl ScriptedInference {
     pub const DEFAULT_REPLY: &'static str = "- a scripted reply, not a model's";
+    /// Bounded, so a benchmark's or a scripted host's long run keeps only the latest.
+    pub const RECORDED_PROMPTS: usize = 64;
 
     pub fn new(replies: Vec<String>, context_tokens: u32) -> Self {
         let replies = if replies.is_empty() { vec![Self::DEFAULT_REPLY.to_string()] } else { replies };
-        ScriptedInference { replies, next: AtomicUsize::new(0), context_tokens }
+        ScriptedInference { replies, next: AtomicUsize::new(0), context_tokens, prompts: Default::default() }
+    }
+
+    /// The latest prompts given to [`TextGenerator::generate`], oldest first.
+    pub fn prompts(&self) -> Vec<Vec<Turn>> {
+        self.prompts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
     }
 
     fn tokens(text: &str) -> u32 {
@@ -174,6 +185,13 @@ impl TextGenerator for ScriptedInference {
         let prompt_tokens = self.count_tokens(prompt)?;
         if prompt_tokens >= self.context_tokens {
             return Err(InferenceError::PromptTooLong { prompt_tokens, context_tokens: self.context_tokens });
+        }
+        {
+            let mut prompts = self.prompts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if prompts.len() == Self::RECORDED_PROMPTS {
+                prompts.pop_front();
+            }
+            prompts.push_back(prompt.to_vec());
         }
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.replies.len();
         let mut text = self.replies[index].clone();

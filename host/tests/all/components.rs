@@ -2,8 +2,10 @@
 //! of the model's answers.
 
 use crate::common::*;
+use pp_host::inference::ScriptedInference;
 use pp_host::sandbox::SandboxError;
 use pp_vocab::request::Style;
+use std::sync::Arc;
 
 #[test]
 fn summarize_keeps_the_factual_answer_and_drops_filler() {
@@ -56,10 +58,29 @@ fn rewrite_strips_the_wrapping_a_small_model_adds() {
 
 #[test]
 fn rewrite_serves_every_style() {
-    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["see you at 5"]));
-    for style in [Style::Formal, Style::Friendly, Style::Concise, Style::FixGrammar] {
+    // Each style's own instruction, as the component words it: it must reach the model.
+    let styles = [
+        (Style::Formal, "professional and formal"),
+        (Style::Friendly, "friendly and approachable"),
+        (Style::Concise, "more concise"),
+        (Style::FixGrammar, "grammar and spelling"),
+    ];
+    for (style, instruction) in styles {
+        let model = Arc::new(ScriptedInference::new(vec!["see you at 5".into()], 2048));
+        let (sandbox, _) = sandbox_with(&release_policy(), model.clone());
         let response = sandbox.handle(&rewrite("see u at 5", style)).unwrap();
         assert_eq!(response.text, "see you at 5", "{style:?}");
+        let prompts = model.prompts();
+        assert!(!prompts.is_empty(), "{style:?}: the model was asked nothing");
+        let first: String =
+            prompts[0].iter().map(|turn| turn.content.as_str()).collect::<Vec<_>>().join("\n");
+        assert!(first.contains(instruction), "{style:?}: the prompt lacks {instruction:?}: {first}");
+        assert!(first.contains("see u at 5"), "{style:?}: the prompt lacks the draft");
+        for (other, other_instruction) in styles {
+            if other != style {
+                assert!(!first.contains(other_instruction), "{style:?} was asked for {other:?}");
+            }
+        }
     }
 }
 

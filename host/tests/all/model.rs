@@ -124,6 +124,13 @@ fn greedy_decoding_is_deterministic_and_sampling_follows_the_seed() {
         model().generate(&prompt, &sampled(7)).unwrap().text,
         model().generate(&prompt, &sampled(7)).unwrap().text
     );
+    // And the seed matters: rewrite's sampled retries are worth something only if other seeds
+    // (above temperature 0) give other text than greedy decoding and than each other.
+    let greedy_text = model().generate(&prompt, &greedy).unwrap().text;
+    let texts: std::collections::BTreeSet<String> =
+        (1..=4).map(|seed| model().generate(&prompt, &sampled(seed)).unwrap().text).collect();
+    assert!(texts.len() >= 2, "four seeds gave one text: {texts:?}");
+    assert!(texts.iter().any(|text| *text != greedy_text), "sampling gave the greedy text: {texts:?}");
 }
 
 #[test]
