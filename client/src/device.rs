@@ -409,7 +409,11 @@ impl Device {
     async fn take_token(&self, now: u64) -> Result<SpendableToken, DeviceError> {
         let supply = &self.tokens;
         if supply.count().await? == 0 {
-            self.say("no anonymous token left; asking the issuer for a batch (blinded: it cannot recognize them later)…");
+            self.say(
+                "no anonymous token left; asking the issuer for a batch (blinded: it cannot recognize them \
+                 later), then waiting a few seconds before spending one (so issuance and spending \
+                 cannot be matched by their timing)…",
+            );
         }
         let token = supply.take(now).await?;
         let left = supply.count().await?;
