@@ -32,9 +32,6 @@
 //! its spends.
 
 use crate::mirrors::{fetch_agreed, read_capped, MirrorError, Oversized, ReadError};
-
-/// A batch of the largest size is a few KiB of signatures.
-const MAX_ISSUER_ANSWER_BYTES: usize = 1 << 20;
 use blind_rsa_signatures::DefaultRng;
 use pp_vocab::tokens::{self as pp_tokens, IssuerDirectory, PublishedKey};
 use privacypass::generic_tokens::{GenericBatchTokenRequest, GenericBatchTokenResponse, GenericToken};
@@ -45,6 +42,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A batch of the largest size is a few KiB of signatures.
+const MAX_ISSUER_ANSWER_BYTES: usize = 1 << 20;
 
 /// Where tokens come from.
 #[derive(Debug, Clone, Deserialize)]
