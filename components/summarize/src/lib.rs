@@ -29,13 +29,14 @@ const MAX_BULLETS: usize = 5;
 const MAX_COMBINE_ROUNDS: usize = 4;
 
 /// Ways of asking for a chunk's summary, best first (a small model follows some better than
-/// others, depending on the chat).
+/// others, depending on the chat). Each comes after the chat: put before it, the 135M model
+/// tends to continue the chat's lines instead of summarizing them.
 const SUMMARIZE_CHUNK: &[&str] = &[
+    "Summarize the plan of this group chat in 3 short bullet points: the day, the time, the \
+     place, and who brings what.",
+    "In 3 short bullet points: what did they plan, for which day and time, and where?",
     "Summarize this group chat in 3 short bullet points: what is planned, when and where, and who \
      brings what.",
-    "You summarize group chats. Write at most 4 short bullet points, each starting with \"- \". \
-     Keep the key facts: what is planned, the day and time, the place, and who brings or does \
-     what. Use only facts from the chat.",
 ];
 const COMBINE_NOTES: &[&str] = &[
     "Combine these notes about one group chat into at most 5 short bullet points, each starting \
@@ -43,6 +44,8 @@ const COMBINE_NOTES: &[&str] = &[
     "Summarize these notes in 3 short bullet points: what is planned, when and where, and who \
      does what.",
 ];
+/// The system turn: the task itself is in the user turn, after the text.
+const ASSISTANT: &str = "You are a helpful assistant.";
 
 impl Guest for Summarize {
     fn handle(request: Request) -> Result<Response, FeatureError> {
@@ -133,7 +136,8 @@ fn ask(
     let source = Facts::of(text);
     let mut best: Option<(usize, Vec<String>)> = None;
     for instructions in ways {
-        let completion = usage.generate(&prompt(instructions, text), &params(options, max_tokens, &[]))?;
+        let turns = prompt(ASSISTANT, &format!("{text}\n\n{instructions}"));
+        let completion = usage.generate(&turns, &params(options, max_tokens, &[]))?;
         let items = bullets(&completion.text, &source);
         let penalty = facts::penalty(&source, &items.join("\n"));
         if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
@@ -243,13 +247,15 @@ fn cut_word(word: &str, max: usize) -> Vec<&str> {
 /// without markers, and only those that mention a fact of the source (a small model pads its
 /// answers with friendly filler), unless none does.
 fn bullets(text: &str, source: &Facts) -> Vec<String> {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // A heading ("The day:") introduces points and states none.
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.ends_with(':')).collect();
     let is_bullet =
         |line: &&&str| line.starts_with(['-', '*', '•']) || line.starts_with(|c: char| c.is_ascii_digit());
     let items: Vec<String> = if lines.iter().filter(is_bullet).count() >= lines.len().div_ceil(2) {
         lines.iter().map(|line| strip_marker(line)).collect()
     } else {
-        sentences(&lines.join(" "))
+        sentences(&lines.join(" ")).iter().map(|sentence| strip_marker(sentence)).collect()
     };
     let items: Vec<String> = items.into_iter().filter(|item| !item.is_empty()).collect();
     let factual: Vec<String> = items.iter().filter(|item| source.mentioned_in(item) > 0).cloned().collect();
@@ -260,12 +266,22 @@ fn bullets(text: &str, source: &Facts) -> Vec<String> {
     }
 }
 
+/// The line without its list marker(s): "- ", "* ", "2. ", "1) ", or a nested "- - " (a number
+/// that starts the text itself, as in "11am", stays).
 fn strip_marker(line: &str) -> String {
-    line.trim_start_matches(|c: char| {
-        c == '-' || c == '*' || c == '•' || c.is_ascii_digit() || c == '.' || c == ')'
-    })
-    .trim()
-    .to_string()
+    let mut rest = line.trim();
+    loop {
+        let next = if let Some(after) = rest.strip_prefix(['-', '*', '•']) {
+            after
+        } else {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            match rest[digits..].strip_prefix(['.', ')']) {
+                Some(after) if digits > 0 && after.starts_with(char::is_whitespace) => after,
+                _ => return rest.to_string(),
+            }
+        };
+        rest = next.trim_start();
+    }
 }
 
 /// Splits prose after `.`, `!` or `?` followed by a space (not inside "11.30").

@@ -9,9 +9,6 @@ fn contains_all(text: &str, facts: &[&str]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "issue 15: built for x86-64-v3 (no AVX-512, which this machine kind lacks), the 135M \
-            model's greedy summary of the picnic chat keeps none of its key facts; the evaluation \
-            set and scoring command of issue 15 replace this single known answer"]
 fn the_picnic_summary_names_the_key_facts() {
     let (sandbox, _) = sandbox_with(&release_policy(), model());
     let summary = sandbox.handle(&example("picnic-chat.json")).unwrap().text.clone();
