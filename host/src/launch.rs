@@ -68,22 +68,12 @@ pub fn simulated_attester(root_file: &Path) -> Result<Attester> {
     Ok(Attester::Simulated { root, launch_measurement: launch_measurement()? })
 }
 
-pub fn backend_name(backend: ModelBackend) -> &'static str {
-    match backend {
-        ModelBackend::LlamaCppCpu => "llama-cpp-cpu",
-        ModelBackend::Scripted => "scripted",
-    }
-}
-
 /// Refuses a policy whose model backend is not the one this binary runs.
 pub fn require_backend(policy: &ReleasePolicy, wanted: ModelBackend) -> Result<(), LaunchError> {
     if policy.model.backend == wanted {
         Ok(())
     } else {
-        Err(LaunchError::WrongBackend {
-            wanted: backend_name(wanted),
-            named: backend_name(policy.model.backend),
-        })
+        Err(LaunchError::WrongBackend { wanted: wanted.as_str(), named: policy.model.backend.as_str() })
     }
 }
 

@@ -53,6 +53,16 @@ pub enum ModelBackend {
     Scripted,
 }
 
+impl ModelBackend {
+    /// The name the policy file uses (serde's kebab-case of the variant).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelBackend::LlamaCppCpu => "llama-cpp-cpu",
+            ModelBackend::Scripted => "scripted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturePolicy {
@@ -150,6 +160,13 @@ fn plain_file_name(key: &str, name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_backend_s_name_is_the_one_the_policy_file_uses() {
+        for backend in [ModelBackend::LlamaCppCpu, ModelBackend::Scripted] {
+            assert_eq!(serde_json::to_value(backend).unwrap(), backend.as_str());
+        }
+    }
+
     use super::*;
 
     const RELEASE: &str = include_str!("../../policies/release.toml");
