@@ -38,6 +38,9 @@ const DEVICES: usize = 3;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// Requests each device must have answered in a row after the last restart.
 const RECOVERED_REQUESTS: usize = 3;
+/// How long each killed party stays down: longer than the device's one retry (a pause of 1 s),
+/// so requests in that window fail and the test sees which errors a restart causes.
+const DOWN: Duration = Duration::from_millis(2_500);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -350,7 +353,10 @@ async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_
     for (party, then_append) in FAULTS {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let handle = stack.clone();
-        tokio::task::spawn_blocking(move || handle.pp(&["restart", party])).await.unwrap();
+        let down_ms = DOWN.as_millis().to_string();
+        tokio::task::spawn_blocking(move || handle.pp(&["restart", party, "--down-ms", &down_ms]))
+            .await
+            .unwrap();
         eprintln!("faults: {party} killed and restarted");
         if then_append {
             let (handle, revision) = (stack.clone(), format!("fault-test-{appended}"));
@@ -387,6 +393,8 @@ async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_
         );
     }
     assert!(during > 0, "nothing was answered while the parties were restarted");
+    let failed: usize = tally.lock().unwrap().errors.values().sum();
+    assert!(failed > 0, "no outage reached a request: the error criteria checked nothing");
 
     // No token accepted twice: not at once during the faults, nor again after them.
     let transport = transport(&config);

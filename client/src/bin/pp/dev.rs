@@ -167,9 +167,9 @@ impl Stack {
         Ok(std::fs::write(self.pids(), lines.join("\n") + "\n")?)
     }
 
-    /// Kills one service as a crash would (SIGKILL), starts it again with the same command
-    /// line and waits until it listens: fault injection for load tests.
-    pub fn restart(&self, name: &str) -> Result<()> {
+    /// Kills one service as a crash would (SIGKILL), leaves it down for `down`, starts it again
+    /// with the same command line and waits until it listens: fault injection for load tests.
+    pub fn restart(&self, name: &str, down: Duration) -> Result<()> {
         let mut services = self.recorded().context("the stack is not up")?;
         let service =
             services.iter_mut().find(|(n, _, _)| n == name).with_context(|| format!("no service {name}"))?;
@@ -178,6 +178,7 @@ impl Stack {
         while alive(service.1) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        std::thread::sleep(down);
         let args: Vec<&str> = service.2.iter().map(String::as_str).collect();
         service.1 = self.spawn(name, &args)?;
         self.save_recorded(&services)?;

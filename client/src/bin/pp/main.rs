@@ -12,6 +12,7 @@ use pp_client::receipts::Receipts;
 use pp_client::settings::Settings;
 use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 mod dev;
 
@@ -104,7 +105,13 @@ enum DevAction {
     /// Stop them (keys, ledger and logs stay).
     Down,
     /// Kill one party as a crash would and start it again (fault injection).
-    Restart { name: String },
+    Restart {
+        name: String,
+        /// How long it stays down before it starts again (longer than the device's one retry
+        /// makes the outage visible to devices).
+        #[arg(long, default_value_t = 0)]
+        down_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,7 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
             return match action {
                 DevAction::Up { .. } => stack.up(),
                 DevAction::Down => stack.down(),
-                DevAction::Restart { name } => stack.restart(name),
+                DevAction::Restart { name, down_ms } => stack.restart(name, Duration::from_millis(*down_ms)),
             };
         }
         Command::Demo { dir } => return demo(dir, cli.state_dir.clone()).await,
