@@ -15,7 +15,7 @@ use pp_attestation::simulated::SimulatedRoot;
 use pp_client::device::Device;
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{Completion, GenerationParams, InferenceError, TextGenerator, Turn};
-use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options};
+use pp_plaintext::{ChatMessage, FeatureRequest};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ fn request() -> FeatureRequest {
     .iter()
     .map(|(author, text)| ChatMessage { author: author.to_string(), text: text.to_string() })
     .collect();
-    FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() }
+    pp_client::features::summarize_request(messages)
 }
 
 /// The phases of one private request, from the device's progress lines.
@@ -160,7 +160,7 @@ async fn main() {
 
     // Warm-up: the first token batch, the first ledger view and keys, connections.
     let first = Instant::now();
-    device.request(&request, None).await.unwrap();
+    device.run(&request, None).await.unwrap();
     let first = first.elapsed().saturating_sub(model.take());
     sandbox.handle(&request).unwrap();
     model.take();
@@ -170,7 +170,7 @@ async fn main() {
     for _ in 0..requests {
         marks.lock().unwrap().clear();
         let started = Instant::now();
-        device.request(&request, None).await.unwrap();
+        device.run(&request, None).await.unwrap();
         let ended = Instant::now();
         private.push(phases(&marks.lock().unwrap(), started, ended));
         private_model.push(model.take());

@@ -12,7 +12,7 @@
 
 use pp_client::device::{Device, DeviceConfig, DeviceError};
 use pp_client::session::SessionError;
-use pp_vocab::request::ChatMessage;
+use pp_plaintext::ChatMessage;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

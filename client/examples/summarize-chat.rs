@@ -6,7 +6,7 @@
 //! `cargo run -p pp-client --example summarize-chat -- target/demo/device.toml target/demo/device`
 
 use pp_client::device::{Device, DeviceConfig};
-use pp_vocab::request::ChatMessage;
+use pp_plaintext::ChatMessage;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ChatMessage { author: "Sam".into(), text: "Yes! I'll bring lemonade.".into() },
     ];
     let outcome = device.summarize(Some("picnic"), chat).await?;
-    println!("{}\n", outcome.response.text);
+    println!("{}\n", outcome.response.text());
     println!("{}", outcome.receipt.explain());
     Ok(())
 }

@@ -1,20 +1,24 @@
-//! The device, as one object other programs use: configure it, let the user opt in, summarize a
-//! chat or rewrite a draft through the whole private path, and read the receipts.
+//! The device, as one object other programs use: configure it, let the user opt in, list the
+//! features the ledger-proven release serves, run any of them through the whole private path,
+//! and read the receipts. This module names no feature ([`crate::features`] has the friendly
+//! helpers).
 //!
 //! ```no_run
 //! use pp_client::device::{Device, DeviceConfig};
-//! use pp_vocab::request::{ChatMessage, Style};
+//! use pp_plaintext::{ChatMessage, FeatureRequest};
 //!
 //! # async fn example() -> Result<(), pp_client::device::DeviceError> {
 //! let config = DeviceConfig::load("device.toml".as_ref())?;
 //! let mut device = Device::open(config, "state/device".as_ref())?.on_progress(|line| eprintln!("{line}"));
 //! device.opt_in()?;
+//! for feature in device.features().await? {
+//!     println!("{}: {}", feature.name, feature.summary);
+//! }
 //! let chat = vec![ChatMessage { author: "Maya".into(), text: "Picnic on Saturday at 11?".into() }];
-//! let outcome = device.summarize(Some("picnic"), chat).await?;
-//! println!("{}", outcome.response.text);
+//! let request = FeatureRequest::new("summarize").messages("chat", chat);
+//! let outcome = device.run(&request, Some("picnic")).await?;
+//! println!("{}", outcome.response.text());
 //! println!("{}", outcome.receipt.explain());
-//! let rewritten = device.rewrite("can u send the report tmrw", Style::Formal).await?;
-//! println!("{}", rewritten.response.text);
 //! # Ok(()) }
 //! ```
 //!
@@ -35,9 +39,10 @@ use pp_attestation::evidence::Release;
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy, PlatformPolicyError, Product};
 use pp_attestation::{AttestationError, ReferenceValues, TeeKind};
+use pp_plaintext::{FeatureRequest, FeatureResponse};
 use pp_vocab::config::ConfigError;
+use pp_vocab::feature::Descriptor;
 use pp_vocab::policy::ReleasePolicy;
-use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, FeatureResponse, Options, Style};
 use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use serde::Deserialize;
@@ -140,6 +145,14 @@ pub enum DeviceError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Receipts(#[from] ReceiptError),
+    #[error("the release does not serve feature {feature:?} (it serves {served:?})")]
+    UnknownFeature { feature: String, served: Vec<String> },
+    #[error(transparent)]
+    Request(#[from] pp_plaintext::RequestError),
+    #[error("no feature list: features are discovered from the transparency ledger's manifests, and no ledger is configured")]
+    NoFeatureList,
+    #[error("the ledger's manifest is not a release policy: {0}")]
+    BadManifest(String),
 }
 
 /// An answer and what was verified to get it.
@@ -245,32 +258,25 @@ impl Device {
         &self.receipts
     }
 
-    /// Summarizes a chat (`chat_name` is what `keep_on_device` refers to).
-    pub async fn summarize(
-        &self,
-        chat_name: Option<&str>,
-        messages: Vec<ChatMessage>,
-    ) -> Result<Outcome, DeviceError> {
-        let request =
-            FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() };
-        self.request(&request, chat_name).await
+    /// The features of the newest release the ledger proves, as its manifest describes them
+    /// (what they take and answer). Needs a ledger: pinned releases carry no manifest.
+    pub async fn features(&self) -> Result<Vec<Descriptor>, DeviceError> {
+        let trusted = self.trusted_view(false).await?.ok_or(DeviceError::NoFeatureList)?;
+        features_of(&trusted.view)
     }
 
-    pub async fn rewrite(&self, draft: &str, style: Style) -> Result<Outcome, DeviceError> {
-        let input = FeatureInput::Rewrite { draft: draft.trim().into(), style };
-        self.request(&FeatureRequest { input, options: Options::default() }, None).await
-    }
-
-    /// Any feature request, through the whole private path.
-    pub async fn request(
-        &self,
-        request: &FeatureRequest,
-        chat: Option<&str>,
-    ) -> Result<Outcome, DeviceError> {
+    /// Runs any feature of the release through the whole private path (`chat` names the chat
+    /// the request is about, which `keep_on_device` refers to). With a ledger, the request is
+    /// checked first against the feature's descriptor in the ledger-proven manifests, so a
+    /// mistake is reported before a token is spent.
+    pub async fn run(&self, request: &FeatureRequest, chat: Option<&str>) -> Result<Outcome, DeviceError> {
         // Before any network call: the user's choices.
         self.settings.check(chat)?;
         let pinned = self.pinned_reference_values()?;
         let mut trusted = self.trusted_view(false).await?;
+        if let Some(trusted) = &trusted {
+            check_request(&trusted.view, request)?;
+        }
         self.ready_keys().await?;
         let now = pp_vocab::unix_now();
         let mut token = self.take_token(now).await?;
@@ -505,6 +511,25 @@ fn reference_values(pinned: &ReferenceValues, trusted: Option<&TrustedView>) -> 
     reference
 }
 
+/// The features of the newest release in `view`, from its manifest.
+fn features_of(view: &ReleaseView) -> Result<Vec<Descriptor>, DeviceError> {
+    let newest = view.releases.iter().max_by_key(|r| r.index).ok_or(DeviceError::NoFeatureList)?;
+    let policy: ReleasePolicy = serde_json::from_value(newest.record.manifest.clone())
+        .map_err(|e| DeviceError::BadManifest(e.to_string()))?;
+    Ok(policy.features.into_values().map(|f| f.descriptor).collect())
+}
+
+/// Whether `request` fits its feature as the ledger-proven release describes it.
+fn check_request(view: &ReleaseView, request: &FeatureRequest) -> Result<(), DeviceError> {
+    let features = features_of(view)?;
+    let descriptor =
+        features.iter().find(|d| d.name == request.feature).ok_or_else(|| DeviceError::UnknownFeature {
+            feature: request.feature.chars().take(40).collect(),
+            served: features.iter().map(|d| d.name.clone()).collect(),
+        })?;
+    Ok(request.check(descriptor)?)
+}
+
 fn release_indexes(view: &ReleaseView) -> String {
     view.releases.iter().map(|r| r.index.to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -530,12 +555,14 @@ fn receipt(
     let entry = ledger_entry(view, attestation.manifest_digest);
     let components = entry
         .and_then(|(_, entry)| serde_json::from_value::<ReleasePolicy>(entry.record.manifest.clone()).ok())
-        .map(|policy| policy.features.values().map(|f| (f.component.clone(), f.sha256)).collect())
+        .and_then(|policy| {
+            policy.features.get(&request.feature).map(|f| vec![(f.component.clone(), f.sha256)])
+        })
         .unwrap_or_default();
     Receipt {
         number: 0,
         time: pp_vocab::unix_now(),
-        feature: request.input.feature().into(),
+        feature: request.feature.clone(),
         tee: match attestation.tee {
             TeeKind::SevSnp => "AMD SEV-SNP".into(),
             TeeKind::Tdx => "Intel TDX".into(),

@@ -1,6 +1,8 @@
 //! The device side of Private Processing. [`device::Device`] is the one object an app needs
-//! (configure, opt in, summarize, rewrite, receipts); the modules below are its parts.
+//! (configure, opt in, list and run features, receipts); the modules below are its parts.
 //!
+//! - [`features`]: typed helpers for the features this project ships (`summarize`, `rewrite`);
+//!   any other feature runs through [`device::Device::run`];
 //! - [`transport`]: fetch the gateway's keys (the same bytes from every key directory mirror, or
 //!   an error), then send binary-HTTP requests encapsulated with Oblivious HTTP through the relay;
 //! - [`settings`]: the user's opt-in and the chats kept on the device, checked before any
@@ -18,6 +20,7 @@
 
 pub mod audit;
 pub mod device;
+pub mod features;
 pub mod ledger;
 pub mod mirrors;
 pub mod receipts;

@@ -9,7 +9,7 @@ use crate::tokens::SpendableToken;
 use crate::transport::{InnerRequest, Transport, TransportError};
 use pp_attestation::ratls::{self, RecordError};
 use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
-use pp_vocab::request::{FeatureRequest, FeatureResponse};
+use pp_plaintext::{FeatureRequest, FeatureResponse};
 use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

@@ -11,7 +11,7 @@ use pp_client::ledger::LedgerClient;
 use pp_client::session::{ClientHandshake, SessionError};
 use pp_client::tokens::{SpendableToken, TokenError, TokenSupply};
 use pp_client::transport::{InnerRequest, Transport, TransportConfig};
-use pp_vocab::request::ChatMessage;
+use pp_plaintext::ChatMessage;
 use pp_vocab::session::{OPEN_PATH, SESSION_HEADER};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 use std::collections::BTreeMap;

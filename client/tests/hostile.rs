@@ -13,7 +13,7 @@ use pp_attestation::Evidence;
 use pp_client::device::{Device, DeviceError};
 use pp_client::session::SessionError;
 use pp_client::transport::InnerRequest;
-use pp_vocab::request::ChatMessage;
+use pp_plaintext::ChatMessage;
 use pp_vocab::session::{OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
 use pp_vocab::Sha256;
 use std::sync::{Arc, Mutex};
@@ -195,7 +195,7 @@ fn finding_3_a_200_kib_chat_crosses_the_whole_stack() {
         let bytes: usize = messages.iter().map(|m| m.text.len() + m.author.len()).sum();
         assert!(bytes > 200 * 1024, "{bytes} bytes");
         let outcome = device.summarize(None, messages).await.expect("a large chat is summarized");
-        assert_eq!(outcome.response.text, REPLY);
+        assert_eq!(outcome.response.text(), REPLY);
         requests_served(&host)
     });
     assert_eq!(served, 1);

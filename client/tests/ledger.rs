@@ -319,7 +319,7 @@ async fn finding_6_measurement_and_manifest_from_different_releases_are_refused(
     )
     .unwrap();
     device.opt_in().unwrap();
-    let messages = vec![pp_vocab::request::ChatMessage { author: "Maya".into(), text: "picnic".into() }];
+    let messages = vec![pp_plaintext::ChatMessage { author: "Maya".into(), text: "picnic".into() }];
     let error = device.summarize(None, messages).await.unwrap_err();
     assert!(
         matches!(

@@ -11,8 +11,8 @@ use pp_attestation::simulated::SimulatedRoot;
 use pp_attestation::snp::PlatformPolicy;
 use pp_attestation::{AttestationError, Evidence, ReferenceValues};
 use pp_client::session::{AttestedSession, SessionError};
+use pp_plaintext::{ChatMessage, FeatureRequest};
 use pp_vocab::log::MemorySink;
-use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options};
 use pp_vocab::tokens::Refusal;
 use pp_vocab::Sha256;
 use std::sync::Mutex;
@@ -32,7 +32,7 @@ fn reference(host: &Host) -> ReferenceValues {
 
 fn summarize(text: &str) -> FeatureRequest {
     let messages = vec![ChatMessage { author: "Maya".into(), text: text.into() }];
-    FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() }
+    pp_client::features::summarize_request(messages)
 }
 
 fn now() -> i64 {
@@ -50,7 +50,7 @@ async fn an_attested_session_carries_the_request_and_only_the_host_reads_it() {
         .request(&summarize(canary), &stack.token().await, now())
         .await
         .unwrap();
-    assert_eq!(response.text, REPLY);
+    assert_eq!(response.text(), REPLY);
     assert!(verified.attestation.simulated, "simulated evidence is flagged");
     assert_eq!(verified.attestation.manifest_digest, host.manifest);
     assert_eq!(requests_served(&host), 1);
@@ -164,7 +164,7 @@ async fn bad_session_traffic_gets_clear_errors_and_the_host_keeps_serving() {
         .request(&summarize("still"), &stack.token().await, now())
         .await
         .unwrap();
-    assert_eq!(response.text, REPLY);
+    assert_eq!(response.text(), REPLY);
 }
 
 #[tokio::test]

@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pp_vocab::request::{FeatureRequest, FeatureResponse};
+use pp_plaintext::{FeatureRequest, FeatureResponse};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = FeatureRequest::from_json(data) {
-        let _ = request.input.text_bytes();
+        let _ = request.text_bytes();
         let _ = FeatureRequest::from_json(&request.to_json()).expect("what we write we read");
     }
     let _ = serde_json::from_slice::<FeatureResponse>(data);

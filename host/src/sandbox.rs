@@ -1,17 +1,27 @@
 //! The feature sandbox: runs each request in a fresh instance of the feature's component.
 //!
-//! At start it reads each component the release policy names from the artifact directory,
-//! refuses it if its digest differs or it imports anything but `inference` and `log`, and
-//! compiles it once. Per request it makes a new `Store` and instance with the policy's fuel and
-//! memory limits, calls `handle`, checks the output size, and drops everything. Whatever the
-//! component does (loop, allocate without bound, trap, flood its output), the request fails with
-//! its own error and the next request is served as if nothing happened.
+//! It knows no feature. At start it reads each component the release policy names from the
+//! artifact directory, refuses it if its digest differs, it imports anything but the world's
+//! interfaces (of this world version), or its `describe()` differs from the descriptor the policy
+//! records; then it compiles it once. Per request it checks the input against the descriptor,
+//! makes a new `Store` and instance with the policy's fuel, memory, model-call and output limits,
+//! calls `handle`, and drops everything. Whatever the component does (loop, allocate without
+//! bound, trap, flood its output or its log), the request fails with its own error and the next
+//! request is served as if nothing happened.
+
+mod capabilities;
+mod describe;
+
+pub use capabilities::{bucket, MAX_ANSWER_PARTS, MAX_EVENTS_PER_REQUEST};
+pub use describe::{as_policy_toml, describe_component};
 
 use crate::artifacts::{ArtifactDir, ArtifactError};
-use crate::inference::{self, GenerationParams, InferenceError, TextGenerator};
+use crate::inference::TextGenerator;
+use capabilities::{Budget, RequestState};
+use pp_plaintext::{ChatMessage, FeatureRequest, FeatureResponse, ParamValue, PartValue, RequestError};
+use pp_vocab::feature::Descriptor;
 use pp_vocab::log::{EventLog, LogValue};
 use pp_vocab::policy::{FeaturePolicy, ReleasePolicy};
-use pp_vocab::request::{self as wire, FeatureRequest, FeatureResponse, RequestError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,18 +29,21 @@ use std::time::Instant;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder, Trap,
+    Trap,
 };
 
 mod bindings {
     wasmtime::component::bindgen!({ path: "../wit", world: "feature" });
 }
 
-use bindings::pp::feature::{inference as wit_inference, log as wit_log};
 use bindings::{Feature, FeaturePre};
 
-/// The only imports a component may have: the world's.
-pub const ALLOWED_IMPORTS: [&str; 2] = ["pp:feature/inference@0.1.0", "pp:feature/log@0.1.0"];
+/// The world this host serves, and the only imports a component may have: its interfaces.
+pub const WORLD: &str = "pp:feature@0.2.0";
+pub const ALLOWED_IMPORTS: [&str; 3] =
+    ["pp:feature/inference@0.2.0", "pp:feature/log@0.2.0", "pp:feature/output@0.2.0"];
+/// Fuel `describe()` may burn at load (it builds a small record).
+const DESCRIBE_FUEL: u64 = 50_000_000;
 
 /// Why the sandbox could not start. Each names the file it is about.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +52,12 @@ pub enum LoadError {
     Artifact(#[from] ArtifactError),
     #[error("{file} imports {import:?}, which the host does not offer (a component may import only {ALLOWED_IMPORTS:?})")]
     ForbiddenImport { file: PathBuf, import: String },
+    #[error("{file} is built for {import:?}, another version of the feature world; this host serves {WORLD} (rebuild the component against wit/feature.wit)")]
+    OtherWorldVersion { file: PathBuf, import: String },
+    #[error("feature {feature}: {file} describes itself differently from the policy's descriptor ({difference}); if the component changed on purpose, record what it says now:\n{described}")]
+    DescriptorMismatch { feature: String, file: PathBuf, difference: String, described: String },
+    #[error("feature {feature}: {file}'s describe() failed: {reason}")]
+    DescribeFailed { feature: String, file: PathBuf, reason: String },
     #[error("{file} is not a valid feature component: {reason}")]
     Invalid { file: PathBuf, reason: String },
     #[error("cannot set up the Wasm engine: {0}")]
@@ -51,12 +70,20 @@ pub enum LoadError {
 pub enum SandboxError {
     #[error(transparent)]
     BadRequest(#[from] RequestError),
-    #[error("feature {0:?} is not in this release")]
-    FeatureNotInRelease(String),
+    #[error("feature {feature:?} is not in this release (it serves {served:?})")]
+    FeatureNotInRelease { feature: String, served: Vec<String> },
     #[error("the input has {bytes} bytes; this feature takes at most {max}")]
     InputTooLarge { bytes: u64, max: u64 },
-    #[error("the feature's output has {bytes} bytes; at most {max} may leave the sandbox")]
-    OutputTooLarge { bytes: u64, max: u64 },
+    #[error("the feature's answer passed its cap of {max} bytes or {max_parts} parts")]
+    OutputTooLarge { max: u64, max_parts: usize },
+    #[error("the feature wrote to output {0:?}, which its descriptor does not declare")]
+    UnknownOutput(String),
+    #[error("the feature finished without writing an answer")]
+    NoAnswer,
+    #[error("the feature reached its cap of {max} model calls")]
+    ModelCallCap { max: u32 },
+    #[error("the feature reached its cap of {max} generated tokens")]
+    GeneratedTokenCap { max: u32 },
     #[error("the feature used up its fuel ({fuel} units) before it finished")]
     FuelExhausted { fuel: u64 },
     #[error("the feature tried to use more than its {max} bytes of memory")]
@@ -79,11 +106,14 @@ impl SandboxError {
     /// A fixed word for logs and metrics; never content.
     pub fn code(&self) -> &'static str {
         match self {
-            SandboxError::BadRequest(RequestError::Malformed(_)) => "malformed-request",
-            SandboxError::BadRequest(RequestError::UnknownFeature(_)) => "unknown-feature",
-            SandboxError::FeatureNotInRelease(_) => "feature-not-in-release",
+            SandboxError::BadRequest(error) => error.code(),
+            SandboxError::FeatureNotInRelease { .. } => "feature-not-in-release",
             SandboxError::InputTooLarge { .. } => "input-too-large",
             SandboxError::OutputTooLarge { .. } => "output-too-large",
+            SandboxError::UnknownOutput(_) => "unknown-output",
+            SandboxError::NoAnswer => "no-answer",
+            SandboxError::ModelCallCap { .. } => "model-call-cap",
+            SandboxError::GeneratedTokenCap { .. } => "generated-token-cap",
             SandboxError::FuelExhausted { .. } => "fuel-exhausted",
             SandboxError::MemoryCap { .. } => "memory-cap",
             SandboxError::Trap(_) => "trap",
@@ -103,12 +133,18 @@ pub struct RunStats {
     pub fuel_used: u64,
     /// Largest linear memory the instance had.
     pub peak_memory_bytes: u64,
+    /// Model use, as the host counted it.
+    pub usage: capabilities::Usage,
+    /// Log events the component tried beyond its cap or outside its descriptor.
+    pub events_dropped: u32,
 }
 
 struct LoadedFeature {
     /// The policy's name for the feature, fixed for the life of the host (log lines use it).
     name: &'static str,
     limits: FeaturePolicy,
+    /// Its log events as the host writes them (`component-NAME`), with their fields.
+    events: Arc<capabilities::EventTable>,
     pre: FeaturePre<RequestState>,
 }
 
@@ -158,7 +194,21 @@ impl Sandbox {
             let pre = FeaturePre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
             // Leaked once per feature at start: log values must be 'static words.
             let name: &'static str = Box::leak(name.clone().into_boxed_str());
-            features.insert(name.to_string(), LoadedFeature { name, limits: limits.clone(), pre });
+            let events = Arc::new(capabilities::EventTable::of(&limits.descriptor));
+            let feature = LoadedFeature { name, limits: limits.clone(), events, pre };
+            let described =
+                describe::call(&engine, &feature, generator.clone(), log.clone()).map_err(|reason| {
+                    LoadError::DescribeFailed { feature: name.into(), file: file.clone(), reason }
+                })?;
+            describe::compare(&limits.descriptor, &described).map_err(|difference| {
+                LoadError::DescriptorMismatch {
+                    feature: name.into(),
+                    file: file.clone(),
+                    difference,
+                    described: describe::as_policy_toml(name, &described),
+                }
+            })?;
+            features.insert(name.to_string(), feature);
         }
         // JSON escaping can at most double text (and \u escapes are rarer than that); the rest
         // of a request is small.
@@ -176,6 +226,12 @@ impl Sandbox {
 
     pub fn features(&self) -> impl Iterator<Item = &str> {
         self.features.keys().map(String::as_str)
+    }
+
+    /// The descriptor of a feature this host serves (as the policy records it and the component
+    /// said at load).
+    pub fn descriptor(&self, feature: &str) -> Option<&Descriptor> {
+        self.features.get(feature).map(|f| &f.limits.descriptor)
     }
 
     /// Serves a request given as JSON bytes (as it arrives from the device).
@@ -208,21 +264,27 @@ impl Sandbox {
     ) -> (Result<FeatureResponse, SandboxError>, RunStats) {
         let started = Instant::now();
         let mut stats = RunStats::default();
-        let requested = request.input.feature();
-        let result = match self.features.get(requested) {
-            Some(feature) => {
+        let result = match self.feature(&request.feature) {
+            Ok(feature) => {
                 let result = self.run(feature, request, &mut stats);
-                self.log_outcome(feature.name, result.as_ref(), started);
+                self.log_outcome(feature.name, result.as_ref().map(|_| &stats), started);
                 result
             }
-            None => {
-                let error = SandboxError::FeatureNotInRelease(requested.to_string());
+            Err(error) => {
                 self.log_outcome("unknown", Err(&error), started);
                 Err(error)
             }
         };
         stats.duration = started.elapsed();
         (result, stats)
+    }
+
+    fn feature(&self, name: &str) -> Result<&LoadedFeature, SandboxError> {
+        self.features.get(name).ok_or_else(|| SandboxError::FeatureNotInRelease {
+            // It could be anything the sender typed: shown only if it is a name.
+            feature: if pp_vocab::feature::is_name(name) { name.into() } else { "(not a name)".into() },
+            served: self.features.keys().cloned().collect(),
+        })
     }
 
     fn run(
@@ -232,51 +294,44 @@ impl Sandbox {
         stats: &mut RunStats,
     ) -> Result<FeatureResponse, SandboxError> {
         let limits = &feature.limits;
-        let bytes = request.input.text_bytes();
+        request.check(&limits.descriptor)?;
+        let bytes = request.text_bytes();
         if bytes > limits.max_input_bytes {
             return Err(SandboxError::InputTooLarge { bytes, max: limits.max_input_bytes });
         }
-        let mut store = self.new_store(feature, limits.fuel)?;
+        let budget = Budget::of(limits, self.max_new_tokens);
+        let mut store = new_store(&self.engine, feature, budget, self.generator.clone(), self.log.clone())?;
 
         let outcome = feature
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_handle(&mut store, &to_wit(request)));
         stats.fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-        stats.peak_memory_bytes = store.data().peak_memory_bytes as u64;
-        let response = match outcome {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(feature_error(error)),
-            Err(error) => return Err(classify_trap(&error, store.data().memory_cap_hit, limits)),
-        };
-        let bytes = response.text.len() as u64;
-        if bytes > limits.max_output_bytes {
-            return Err(SandboxError::OutputTooLarge { bytes, max: limits.max_output_bytes });
+        let state = store.data_mut();
+        stats.peak_memory_bytes = state.peak_memory_bytes as u64;
+        stats.usage = state.usage;
+        stats.events_dropped = state.events_dropped();
+        // A cap the host enforced explains the failure better than what the component made of it.
+        if let Some(error) = state.limit_hit.take() {
+            return Err(error);
         }
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(feature_error(error)),
+            Err(error) => return Err(classify_trap(&error, state.memory_cap_hit, limits)),
+        }
+        let parts = std::mem::take(&mut state.answer);
+        if parts.is_empty() {
+            return Err(SandboxError::NoAnswer);
+        }
+        let usage = state.usage;
         Ok(FeatureResponse {
-            text: response.text,
-            prompt_tokens: response.prompt_tokens,
-            completion_tokens: response.completion_tokens,
-            model_calls: response.model_calls,
+            parts,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            model_calls: usage.model_calls,
         })
         // The store, the instance and its memory are dropped here: nothing survives the request.
-    }
-
-    /// A store for one request: the host capabilities, the memory cap and `fuel`.
-    fn new_store(&self, feature: &LoadedFeature, fuel: u64) -> Result<Store<RequestState>, SandboxError> {
-        let state = RequestState {
-            generator: self.generator.clone(),
-            log: self.log.clone(),
-            feature: feature.name,
-            max_new_tokens: self.max_new_tokens,
-            limits: StoreLimitsBuilder::new().memory_size(feature.limits.max_memory_bytes as usize).build(),
-            memory_cap_hit: false,
-            peak_memory_bytes: 0,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| state);
-        store.set_fuel(fuel).map_err(|e| SandboxError::Trap(e.to_string()))?;
-        Ok(store)
     }
 
     /// Benchmarks only: times `calls` calls on ONE instance, the baseline that fresh instances are
@@ -287,12 +342,10 @@ impl Sandbox {
         request: &FeatureRequest,
         calls: usize,
     ) -> Result<Vec<std::time::Duration>, SandboxError> {
-        let requested = request.input.feature();
-        let feature = self
-            .features
-            .get(requested)
-            .ok_or_else(|| SandboxError::FeatureNotInRelease(requested.into()))?;
-        let mut store = self.new_store(feature, u64::MAX)?;
+        let feature = self.feature(&request.feature)?;
+        let budget = Budget::unlimited(self.max_new_tokens);
+        let mut store = new_store(&self.engine, feature, budget, self.generator.clone(), self.log.clone())?;
+        store.set_fuel(u64::MAX).map_err(|e| SandboxError::Trap(e.to_string()))?;
         let trap = |e: wasmtime::Error| SandboxError::Trap(e.to_string());
         let instance = feature.pre.instantiate(&mut store).map_err(trap)?;
         let request = to_wit(request);
@@ -300,17 +353,15 @@ impl Sandbox {
         for _ in 0..calls {
             let started = Instant::now();
             instance.call_handle(&mut store, &request).map_err(trap)?.map_err(feature_error)?;
+            store.data_mut().answer.clear();
             times.push(started.elapsed());
         }
         Ok(times)
     }
 
-    fn log_outcome(
-        &self,
-        feature: &'static str,
-        result: Result<&FeatureResponse, &SandboxError>,
-        started: Instant,
-    ) {
+    /// The host's own line per request: the feature, the outcome, and what the host counted
+    /// (not what the component claims).
+    fn log_outcome(&self, feature: &'static str, result: Result<&RunStats, &SandboxError>, started: Instant) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(error) => error.code(),
@@ -320,10 +371,14 @@ impl Sandbox {
             ("outcome", LogValue::Word(outcome)),
             ("duration-us", LogValue::Number(started.elapsed().as_micros() as u64)),
         ];
-        if let Ok(response) = result {
-            fields.push(("prompt-tokens", LogValue::Number(response.prompt_tokens.into())));
-            fields.push(("completion-tokens", LogValue::Number(response.completion_tokens.into())));
-            fields.push(("model-calls", LogValue::Number(response.model_calls.into())));
+        if let Ok(stats) = result {
+            let usage = stats.usage;
+            fields.push(("prompt-tokens", LogValue::Number(usage.prompt_tokens.into())));
+            fields.push(("completion-tokens", LogValue::Number(usage.completion_tokens.into())));
+            fields.push(("model-calls", LogValue::Number(usage.model_calls.into())));
+            // The component chooses how often it tries: bucketed like its own values.
+            let dropped = capabilities::bucket(stats.events_dropped);
+            fields.push(("events-dropped", LogValue::Number(dropped.into())));
         }
         self.log.record("request-finished", &fields);
     }
@@ -372,6 +427,9 @@ pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, LoadError> {
 fn check_imports(engine: &Engine, component: &Component, file: &std::path::Path) -> Result<(), LoadError> {
     let component_type = component.component_type();
     for (import, _) in component_type.imports(engine) {
+        if import.starts_with("pp:feature/") && !import.ends_with(&WORLD["pp:feature".len()..]) {
+            return Err(LoadError::OtherWorldVersion { file: file.into(), import: import.to_string() });
+        }
         if !ALLOWED_IMPORTS.contains(&import) {
             return Err(LoadError::ForbiddenImport { file: file.into(), import: import.to_string() });
         }
@@ -404,28 +462,36 @@ fn feature_error(error: bindings::FeatureError) -> SandboxError {
 }
 
 fn to_wit(request: &FeatureRequest) -> bindings::Request {
-    let input = match &request.input {
-        wire::FeatureInput::Summarize { messages } => bindings::FeatureInput::Summarize(
-            messages
-                .iter()
-                .map(|m| bindings::ChatMessage { author: m.author.clone(), text: m.text.clone() })
-                .collect(),
-        ),
-        wire::FeatureInput::Rewrite { draft, style } => {
-            bindings::FeatureInput::Rewrite(bindings::RewriteInput {
-                draft: draft.clone(),
-                style: match style {
-                    wire::Style::Formal => bindings::Style::Formal,
-                    wire::Style::Friendly => bindings::Style::Friendly,
-                    wire::Style::Concise => bindings::Style::Concise,
-                    wire::Style::FixGrammar => bindings::Style::FixGrammar,
-                },
-            })
-        }
-    };
+    let message = |m: &ChatMessage| bindings::ChatMessage { author: m.author.clone(), text: m.text.clone() };
+    let parts = request
+        .parts
+        .iter()
+        .map(|(name, value)| bindings::Part {
+            name: name.clone(),
+            value: match value {
+                PartValue::Text(text) => bindings::PartValue::Text(text.clone()),
+                PartValue::Messages(messages) => {
+                    bindings::PartValue::Messages(messages.iter().map(message).collect())
+                }
+            },
+        })
+        .collect();
+    let params = request
+        .params
+        .iter()
+        .map(|(name, value)| bindings::Param {
+            name: name.clone(),
+            value: match value {
+                ParamValue::Flag(flag) => bindings::ParamValue::Flag(*flag),
+                ParamValue::Number(n) => bindings::ParamValue::Number(*n),
+                ParamValue::Choice(word) => bindings::ParamValue::Choice(word.clone()),
+            },
+        })
+        .collect();
     let options = &request.options;
     bindings::Request {
-        input,
+        parts,
+        params,
         options: bindings::Options {
             max_output_tokens: options.max_output_tokens,
             temperature: options.temperature,
@@ -434,146 +500,18 @@ fn to_wit(request: &FeatureRequest) -> bindings::Request {
     }
 }
 
-/// What one request's store holds: the host capabilities the component may call, and its limits.
-struct RequestState {
+/// A store for one call: the host capabilities, the feature's memory cap and fuel, `budget`.
+fn new_store(
+    engine: &Engine,
+    feature: &LoadedFeature,
+    budget: Budget,
     generator: Arc<dyn TextGenerator>,
     log: Arc<EventLog>,
-    feature: &'static str,
-    max_new_tokens: u32,
-    limits: StoreLimits,
-    memory_cap_hit: bool,
-    peak_memory_bytes: usize,
-}
-
-impl wasmtime::ResourceLimiter for RequestState {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        // Refused growth makes the guest's allocator fail and abort; remember why it did.
-        self.memory_cap_hit |= !allowed;
-        if allowed {
-            self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
-}
-
-impl wit_inference::Host for RequestState {
-    fn context_tokens(&mut self) -> u32 {
-        self.generator.context_tokens()
-    }
-
-    fn count_tokens(&mut self, turns: Vec<wit_inference::Turn>) -> u32 {
-        let turns: Vec<inference::Turn> = turns.into_iter().map(from_wit_turn).collect();
-        // A count that cannot be made is reported as "too many", so the component splits further.
-        self.generator.count_tokens(&turns).unwrap_or(u32::MAX)
-    }
-
-    fn generate(
-        &mut self,
-        prompt: Vec<wit_inference::Turn>,
-        params: wit_inference::Params,
-    ) -> Result<wit_inference::Completion, wit_inference::InferenceError> {
-        let prompt: Vec<inference::Turn> = prompt.into_iter().map(from_wit_turn).collect();
-        let params = GenerationParams {
-            max_tokens: params.max_tokens,
-            temperature: params.temperature,
-            seed: params.seed,
-            stop: params.stop,
-            repeat_penalty: params.repeat_penalty,
-        };
-        inference::check_request(&prompt, &params, self.max_new_tokens).map_err(to_wit_error)?;
-        let completion = self.generator.generate(&prompt, &params).map_err(|error| {
-            if let InferenceError::Backend(_) = error {
-                self.log.record(
-                    "model-failed",
-                    &[
-                        ("feature", LogValue::Word(self.feature)),
-                        ("outcome", LogValue::Word("backend-error")),
-                    ],
-                );
-            }
-            to_wit_error(error)
-        })?;
-        Ok(wit_inference::Completion {
-            text: completion.text,
-            prompt_tokens: completion.prompt_tokens,
-            completion_tokens: completion.completion_tokens,
-            finish: match completion.finish {
-                inference::FinishReason::EndOfSequence => wit_inference::FinishReason::EndOfSequence,
-                inference::FinishReason::Length => wit_inference::FinishReason::Length,
-                inference::FinishReason::StopSequence => wit_inference::FinishReason::StopSequence,
-            },
-        })
-    }
-}
-
-fn from_wit_turn(turn: wit_inference::Turn) -> inference::Turn {
-    let role = match turn.role {
-        wit_inference::Role::System => inference::Role::System,
-        wit_inference::Role::User => inference::Role::User,
-        wit_inference::Role::Assistant => inference::Role::Assistant,
-    };
-    inference::Turn { role, content: turn.content }
-}
-
-fn to_wit_error(error: InferenceError) -> wit_inference::InferenceError {
-    match error {
-        InferenceError::PromptTooLong { prompt_tokens, context_tokens } => {
-            wit_inference::InferenceError::PromptTooLong(wit_inference::PromptLength {
-                prompt_tokens,
-                context_tokens,
-            })
-        }
-        InferenceError::InvalidParams(why) => wit_inference::InferenceError::InvalidParams(why),
-        InferenceError::Backend(_) => wit_inference::InferenceError::Backend,
-    }
-}
-
-impl wit_log::Host for RequestState {
-    fn emit(&mut self, event: wit_log::Event, fields: Vec<wit_log::FieldValue>) {
-        let event = match event {
-            wit_log::Event::RequestStarted => "component-request-started",
-            wit_log::Event::ChunkSummarized => "component-chunk-summarized",
-            wit_log::Event::RequestFinished => "component-request-finished",
-        };
-        let mut values = vec![("feature", LogValue::Word(self.feature))];
-        // A component could call this in a loop; it burns its own fuel doing so, and each line is
-        // bounded (four fields at most are kept).
-        for field in fields.iter().take(4) {
-            let key = match field.field {
-                wit_log::Field::InputMessages => "input-messages",
-                wit_log::Field::InputChunks => "input-chunks",
-                wit_log::Field::PromptTokens => "prompt-tokens",
-                wit_log::Field::CompletionTokens => "completion-tokens",
-            };
-            values.push((key, LogValue::Number(field.value.into())));
-        }
-        self.log.record(event, &values);
-    }
+) -> Result<Store<RequestState>, SandboxError> {
+    let state =
+        RequestState::new(feature.name, &feature.limits, feature.events.clone(), budget, generator, log);
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state);
+    store.set_fuel(feature.limits.fuel).map_err(|e| SandboxError::Trap(e.to_string()))?;
+    Ok(store)
 }

@@ -167,7 +167,7 @@ impl Sessions {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Answer {
-    Ok(Box<pp_vocab::request::FeatureResponse>),
+    Ok(Box<pp_plaintext::FeatureResponse>),
     Error { code: &'static str, message: String },
 }
 

@@ -1,7 +1,7 @@
 //! The shared vocabulary of Private Processing: what the parties say to each other and agree on.
 //!
-//! - [`request`]: the feature request a device sends to a host and the answer it gets back;
-//!   their plaintext never prints (`Debug` shows sizes only).
+//! - [`feature`]: a feature's descriptor (its parts, parameters, outputs and log events), as the
+//!   release policy records it; no feature is named in this crate.
 //! - [`policy`]: the release policy (components, limits, model, log allow-list) and the digest of
 //!   its canonical form, the release manifest.
 //! - [`ohttp`]: media types and header names of the Oblivious HTTP path;
@@ -18,12 +18,12 @@
 
 pub mod config;
 mod digest;
+pub mod feature;
 #[cfg(feature = "ledger")]
 pub mod ledger;
 pub mod log;
 pub mod ohttp;
 pub mod policy;
-pub mod request;
 pub mod session;
 #[cfg(feature = "tokens")]
 pub mod tokens;

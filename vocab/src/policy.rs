@@ -6,6 +6,7 @@
 //! attestation evidence and the transparency ledger refer to by digest.
 
 use crate::config::{self, ConfigError};
+use crate::feature::Descriptor;
 use crate::Sha256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,6 +76,12 @@ pub struct FeaturePolicy {
     /// Bytes of plaintext input (the texts of the request) at most.
     pub max_input_bytes: u64,
     pub max_output_bytes: u64,
+    /// Model calls one request may make (fuel does not count model time).
+    pub max_model_calls: u32,
+    /// Tokens one request may generate over all its model calls.
+    pub max_generated_tokens: u32,
+    /// What the component must say `describe()` returns; the host refuses it otherwise.
+    pub descriptor: Descriptor,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +89,8 @@ pub struct FeaturePolicy {
 pub struct LogPolicy {
     /// The only fields a host log line may carry.
     pub allowed_fields: Vec<String>,
+    /// The only events a component may emit (each feature's descriptor names its own).
+    pub allowed_events: Vec<String>,
 }
 
 impl ReleasePolicy {
@@ -120,10 +129,39 @@ impl ReleasePolicy {
                 ("max_memory_bytes", feature.max_memory_bytes),
                 ("max_input_bytes", feature.max_input_bytes),
                 ("max_output_bytes", feature.max_output_bytes),
+                ("max_model_calls", feature.max_model_calls.into()),
+                ("max_generated_tokens", feature.max_generated_tokens.into()),
             ] {
                 if value == 0 {
                     return Err(format!("features.{name}.{key} must be above 0"));
                 }
+            }
+            self.check_descriptor(name, &feature.descriptor)?;
+        }
+        Ok(())
+    }
+
+    /// A feature's descriptor: well formed, named as its table, and logging only allowed names.
+    fn check_descriptor(&self, key: &str, descriptor: &Descriptor) -> Result<(), String> {
+        descriptor.check().map_err(|why| format!("features.{key}.descriptor: {why}"))?;
+        if descriptor.name != key {
+            return Err(format!(
+                "features.{key}.descriptor: the feature calls itself {:?}; its table must be [features.{}]",
+                descriptor.name, descriptor.name
+            ));
+        }
+        for event in &descriptor.events {
+            if !self.log.allowed_events.contains(&event.name) {
+                return Err(format!(
+                    "features.{key}.descriptor: event {:?} is not in log.allowed_events",
+                    event.name
+                ));
+            }
+            if let Some(field) = event.fields.iter().find(|f| !self.log_field_allowed(f)) {
+                return Err(format!(
+                    "features.{key}.descriptor: event {:?} carries field {field:?}, which is not in log.allowed_fields",
+                    event.name
+                ));
             }
         }
         Ok(())
@@ -228,7 +266,7 @@ mod tests {
                     max_new_tokens: _,
                 },
             features: _,
-            log: LogPolicy { allowed_fields: _ },
+            log: LogPolicy { allowed_fields: _, allowed_events: _ },
         } = &policy;
         type Change = Box<dyn Fn(&mut ReleasePolicy)>;
         let mut changes: Vec<(String, Change)> = vec![
@@ -247,6 +285,7 @@ mod tests {
                 }),
             ),
             ("log.allowed_fields".into(), Box::new(|p| p.log.allowed_fields.push("text".into()))),
+            ("log.allowed_events".into(), Box::new(|p| p.log.allowed_events.push("other".into()))),
         ];
         // Another backend, when this build knows one.
         let current = serde_json::to_value(policy.model.backend).unwrap();
@@ -269,16 +308,23 @@ mod tests {
                 max_memory_bytes: _,
                 max_input_bytes: _,
                 max_output_bytes: _,
+                max_model_calls: _,
+                max_generated_tokens: _,
+                descriptor: _,
             } = &policy.features[name];
             let name = name.clone();
             type FieldChange = (&'static str, fn(&mut FeaturePolicy));
-            let each: [FieldChange; 6] = [
+            let each: [FieldChange; 10] = [
                 ("component", |f| f.component.push('1')),
                 ("sha256", |f| f.sha256.0[0] ^= 1),
                 ("fuel", |f| f.fuel += 1),
                 ("max_memory_bytes", |f| f.max_memory_bytes += 1),
                 ("max_input_bytes", |f| f.max_input_bytes += 1),
                 ("max_output_bytes", |f| f.max_output_bytes += 1),
+                ("max_model_calls", |f| f.max_model_calls += 1),
+                ("max_generated_tokens", |f| f.max_generated_tokens += 1),
+                ("descriptor.summary", |f| f.descriptor.summary.push('1')),
+                ("descriptor.outputs", |f| f.descriptor.outputs[0].name.push('1')),
             ];
             for (field, change) in each {
                 let name_here = name.clone();

@@ -1,11 +1,13 @@
 //! What every feature component shares: the bindings of the `feature` world (generated here once)
-//! and small helpers for calling the model and counting its usage.
+//! and small helpers to describe the feature, read its request, call the model, log and answer.
 //!
 //! A component implements [`Guest`] and exports itself with `pp_guest::export!(MyFeature);`.
 
 #![forbid(unsafe_code)]
 
+mod describe;
 pub mod facts;
+mod request;
 
 // Generated code: its lints are wit-bindgen's business.
 #[allow(clippy::too_many_arguments)]
@@ -20,12 +22,16 @@ pub mod bindings {
 
 pub use bindings::export;
 pub use bindings::pp::feature::inference::{self, Completion, InferenceError, Params, Role, Turn};
-pub use bindings::pp::feature::log::{self, Event, Field, FieldValue};
+pub use bindings::pp::feature::log;
+pub use bindings::pp::feature::output::{self, OutputError};
 pub use bindings::{
-    ChatMessage, FeatureError, FeatureInput, Guest, Options, Request, Response, RewriteInput, Style,
+    ChatMessage, Descriptor, FeatureError, Guest, Options, Param, ParamValue, Part, PartValue, Request,
 };
+pub use request::required;
 
-/// Token and call counts over every model call of one request.
+/// Counts over every model call of one request, for the component's own decisions and log
+/// events (the host keeps its own count): start from `Usage::default()` and call the model
+/// through [`Usage::generate`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Usage {
     pub prompt_tokens: u32,
@@ -39,17 +45,8 @@ impl Usage {
         let completion = inference::generate(prompt, params).map_err(model_error)?;
         self.prompt_tokens = self.prompt_tokens.saturating_add(completion.prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(completion.completion_tokens);
-        self.model_calls += 1;
+        self.model_calls = self.model_calls.saturating_add(1);
         Ok(completion)
-    }
-
-    pub fn into_response(self, text: String) -> Response {
-        Response {
-            text,
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            model_calls: self.model_calls,
-        }
     }
 }
 
@@ -62,6 +59,22 @@ fn model_error(error: InferenceError) -> FeatureError {
         InferenceError::InvalidParams(why) => FeatureError::Internal(format!("bad model parameters: {why}")),
         InferenceError::Backend => FeatureError::ModelError("the model failed".into()),
     }
+}
+
+/// So that streaming code can `?` the raw [`output`] calls.
+impl From<OutputError> for FeatureError {
+    fn from(error: OutputError) -> Self {
+        FeatureError::Internal(format!("the host refused the answer: {} ({})", error.name(), error.message()))
+    }
+}
+
+/// Writes `text` as the whole of the answer's part `part` (one of the descriptor's outputs).
+pub fn answer(part: &str, text: &str) -> Result<(), FeatureError> {
+    output::begin_part(part).map_err(|error| {
+        FeatureError::Internal(format!("the host refused the answer's part {part}: {}", error.name()))
+    })?;
+    output::write(text)?;
+    Ok(())
 }
 
 /// A system turn followed by a user turn: the shape of every prompt the features send.
@@ -92,11 +105,22 @@ pub fn params(options: &Options, max_tokens: u32, stop: &[&str]) -> Params {
     }
 }
 
-/// Logs an event with numeric fields, clamped to the interface's bound.
-pub fn log_event(event: Event, fields: &[(Field, usize)]) {
-    let fields: Vec<FieldValue> = fields
-        .iter()
-        .map(|&(field, value)| FieldValue { field, value: value.min(u16::MAX as usize) as u16 })
-        .collect();
+/// Logs one of the descriptor's events with numeric fields, clamped to the interface's bound.
+pub fn log_event(event: &str, fields: &[(&str, usize)]) {
+    let fields: Vec<(String, u32)> =
+        fields.iter().map(|&(field, value)| (field.to_string(), clamp(value))).collect();
     log::emit(event, &fields);
+}
+
+fn clamp(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_values_clamp_to_u32() {
+        assert_eq!(super::clamp(7), 7);
+        assert_eq!(super::clamp(usize::MAX), u32::MAX);
+    }
 }

@@ -5,8 +5,8 @@
 
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
-    inference, log_event, params, prompt, text_tokens, Event, FeatureError, FeatureInput, Field, Guest,
-    Options, Request, Response, RewriteInput, Style, Usage,
+    answer, inference, log_event, params, prompt, required, text_tokens, Descriptor, FeatureError, Guest,
+    Options, Request, Usage,
 };
 
 struct Rewrite;
@@ -19,19 +19,51 @@ const PROMPT_OVERHEAD_TOKENS: u32 = 160;
 const SAMPLED_TRIES: u64 = 5;
 const SAMPLING_TEMPERATURE: f32 = 0.6;
 
+#[derive(Clone, Copy)]
+enum Style {
+    Formal,
+    Friendly,
+    Concise,
+    FixGrammar,
+}
+
+/// The `style` parameter's choices, in the descriptor's order: one list, so that the descriptor
+/// and the parsing cannot drift apart.
+const STYLES: &[(&str, Style)] = &[
+    ("formal", Style::Formal),
+    ("friendly", Style::Friendly),
+    ("concise", Style::Concise),
+    ("fix-grammar", Style::FixGrammar),
+];
+
 impl Guest for Rewrite {
-    fn handle(request: Request) -> Result<Response, FeatureError> {
-        let FeatureInput::Rewrite(input) = request.input else {
-            return Err(FeatureError::InvalidInput(
-                "this component rewrites drafts; send a rewrite request".into(),
-            ));
-        };
-        rewrite(input, &request.options)
+    fn describe() -> Descriptor {
+        let styles: Vec<&str> = STYLES.iter().map(|(name, _)| *name).collect();
+        Descriptor::new("rewrite", "Rewrites a draft in a style, keeping its names, numbers and facts")
+            .text_part("draft", "the text to rewrite", true)
+            .choice_param("style", "how the rewrite should read", &styles, true)
+            .output("rewrite", "the draft rewritten")
+            .event("request-started", &["prompt-tokens"])
+            .event("request-finished", &["completion-tokens"])
+    }
+
+    fn handle(request: Request) -> Result<(), FeatureError> {
+        let draft = required(request.text("draft"), "draft")?;
+        let style = required(request.choice("style"), "style")?;
+        // The value is the user's: the error names the parameter, never quotes it.
+        let style =
+            STYLES.iter().find(|(name, _)| *name == style).map(|(_, style)| *style).ok_or_else(|| {
+                FeatureError::InvalidInput("parameter style is not one of the listed styles".into())
+            })?;
+        let (text, _usage) = rewrite(draft, style, &request.options)?;
+        answer("rewrite", &text)?;
+        Ok(())
     }
 }
 
-fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureError> {
-    let draft = input.draft.trim();
+/// The rewrite's text and the model's usage.
+fn rewrite(draft: &str, style: Style, options: &Options) -> Result<(String, Usage), FeatureError> {
+    let draft = draft.trim();
     if draft.is_empty() {
         return Err(FeatureError::InvalidInput("the draft is empty".into()));
     }
@@ -43,14 +75,14 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
             "the draft has {draft_tokens} tokens; at most {room} can be rewritten at once"
         )));
     }
-    log_event(Event::RequestStarted, &[(Field::PromptTokens, draft_tokens as usize)]);
+    log_event("request-started", &[("prompt-tokens", draft_tokens as usize)]);
 
     // A small model often answers the draft instead of rewriting it, or drops a name. Ask in a
     // few ways, greedily and then sampled with fixed seeds, and keep the first answer that keeps
     // every fact of the draft and invents none (else the one that comes closest).
     let max_tokens = options.max_output_tokens.unwrap_or(draft_tokens * 2 + 32).clamp(1, room);
     let source = Facts::of(draft);
-    let ways = prompts(input.style, draft);
+    let ways = prompts(style, draft);
     let greedy = ways.iter().map(|way| (way, *options));
     let sampled = (1..=SAMPLED_TRIES).map(|seed| {
         let options = Options {
@@ -77,8 +109,8 @@ fn rewrite(input: RewriteInput, options: &Options) -> Result<Response, FeatureEr
     if text.is_empty() {
         return Err(FeatureError::ModelError("the model returned an empty rewrite".into()));
     }
-    log_event(Event::RequestFinished, &[(Field::CompletionTokens, usage.completion_tokens as usize)]);
-    Ok(usage.into_response(text))
+    log_event("request-finished", &[("completion-tokens", usage.completion_tokens as usize)]);
+    Ok((text, usage))
 }
 
 /// The ways of asking, best first, as (system, user) turns.

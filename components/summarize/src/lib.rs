@@ -8,8 +8,8 @@
 
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
-    inference, log_event, params, prompt, text_tokens, ChatMessage, Event, FeatureError, FeatureInput, Field,
-    Guest, Options, Request, Response, Usage,
+    answer, inference, log_event, params, prompt, required, text_tokens, ChatMessage, Descriptor,
+    FeatureError, Guest, Options, Request, Usage,
 };
 
 struct Summarize;
@@ -48,17 +48,28 @@ const COMBINE_NOTES: &[&str] = &[
 const ASSISTANT: &str = "You are a helpful assistant.";
 
 impl Guest for Summarize {
-    fn handle(request: Request) -> Result<Response, FeatureError> {
-        let FeatureInput::Summarize(messages) = request.input else {
-            return Err(FeatureError::InvalidInput(
-                "this component summarizes chats; send a summarize request".into(),
-            ));
-        };
-        summarize(&messages, &request.options)
+    fn describe() -> Descriptor {
+        Descriptor::new(
+            "summarize",
+            "Summarizes a chat in a few points: the plan's latest day, time and place, and who does what",
+        )
+        .messages_part("chat", "the chat's messages, oldest first", true)
+        .output("summary", "the points, one per line")
+        .event("request-started", &["input-messages", "input-chunks"])
+        .event("chunk-summarized", &["completion-tokens"])
+        .event("request-finished", &["prompt-tokens", "completion-tokens"])
+    }
+
+    fn handle(request: Request) -> Result<(), FeatureError> {
+        let messages = required(request.messages("chat"), "chat")?;
+        let (text, _usage) = summarize(messages, &request.options)?;
+        answer("summary", &text)?;
+        Ok(())
     }
 }
 
-fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, FeatureError> {
+/// The summary's text and the model's usage.
+fn summarize(messages: &[ChatMessage], options: &Options) -> Result<(String, Usage), FeatureError> {
     if messages.is_empty() {
         return Err(FeatureError::InvalidInput("the chat has no messages".into()));
     }
@@ -68,10 +79,7 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
     }
     let budget = chunk_budget()?;
     let chunks = pack(&lines, budget);
-    log_event(
-        Event::RequestStarted,
-        &[(Field::InputMessages, messages.len()), (Field::InputChunks, chunks.len())],
-    );
+    log_event("request-started", &[("input-messages", messages.len()), ("input-chunks", chunks.len())]);
 
     let mut usage = Usage::default();
     let final_tokens = options.max_output_tokens.unwrap_or(NOTES_TOKENS).max(1);
@@ -80,7 +88,7 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
     for chunk in &chunks {
         let max_tokens = if single { final_tokens } else { NOTES_TOKENS };
         notes.extend(ask(&mut usage, SUMMARIZE_CHUNK, chunk, options, max_tokens)?);
-        log_event(Event::ChunkSummarized, &[(Field::CompletionTokens, usage.completion_tokens as usize)]);
+        log_event("chunk-summarized", &[("completion-tokens", usage.completion_tokens as usize)]);
     }
     if !single {
         notes = combine(&mut usage, notes, budget, options, final_tokens)?;
@@ -90,14 +98,14 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<Response, Fe
         return Err(FeatureError::ModelError("the model returned no summary".into()));
     }
     log_event(
-        Event::RequestFinished,
+        "request-finished",
         &[
-            (Field::PromptTokens, usage.prompt_tokens as usize),
-            (Field::CompletionTokens, usage.completion_tokens as usize),
+            ("prompt-tokens", usage.prompt_tokens as usize),
+            ("completion-tokens", usage.completion_tokens as usize),
         ],
     );
     let text = notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n");
-    Ok(usage.into_response(text))
+    Ok((text, usage))
 }
 
 /// Merges notes from several chunks, in rounds, until one model call sees them all.

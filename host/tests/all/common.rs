@@ -4,9 +4,9 @@ use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{ScriptedInference, TextGenerator};
 use pp_host::llama::LlamaGenerator;
 use pp_host::sandbox::Sandbox;
+use pp_plaintext::{ChatMessage, FeatureRequest};
 use pp_vocab::log::{EventLog, MemorySink};
 use pp_vocab::policy::ReleasePolicy;
-use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -67,14 +67,18 @@ pub fn summarize(messages: &[(&str, &str)]) -> FeatureRequest {
         .iter()
         .map(|(author, text)| ChatMessage { author: author.to_string(), text: text.to_string() })
         .collect();
-    FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() }
+    FeatureRequest::new("summarize").messages("chat", messages)
 }
 
-pub fn rewrite(draft: &str, style: Style) -> FeatureRequest {
-    FeatureRequest {
-        input: FeatureInput::Rewrite { draft: draft.into(), style },
-        options: Options::default(),
-    }
+/// A rewrite request; `style` is one of the descriptor's choices (formal, friendly, concise,
+/// fix-grammar).
+pub fn rewrite(draft: &str, style: &str) -> FeatureRequest {
+    FeatureRequest::new("rewrite").text("draft", draft).choice("style", style)
+}
+
+/// A request for the `misbehave` test fixture: `draft` names the misbehaviour.
+pub fn misbehave(draft: &str) -> FeatureRequest {
+    FeatureRequest::new("misbehave").text("draft", draft)
 }
 
 pub fn example(name: &str) -> FeatureRequest {

@@ -6,6 +6,7 @@
 mod binaries;
 mod common;
 mod components;
+mod contract;
 mod injection;
 mod model;
 mod quality;

@@ -11,7 +11,7 @@ fn contains_all(text: &str, facts: &[&str]) -> Vec<String> {
 #[test]
 fn the_picnic_summary_names_the_key_facts() {
     let (sandbox, _) = sandbox_with(&release_policy(), model());
-    let summary = sandbox.handle(&example("picnic-chat.json")).unwrap().text.clone();
+    let summary = sandbox.handle(&example("picnic-chat.json")).unwrap().text().clone();
     println!("{summary}");
     let missing = contains_all(&summary, &["saturday", "11", "riverside park"]);
     assert!(missing.is_empty(), "the summary misses {missing:?}:\n{summary}");
@@ -22,7 +22,7 @@ fn the_picnic_summary_names_the_key_facts() {
 #[test]
 fn a_formal_rewrite_keeps_names_and_numbers() {
     let (sandbox, _) = sandbox_with(&release_policy(), model());
-    let rewritten = sandbox.handle(&example("draft-formal.json")).unwrap().text.clone();
+    let rewritten = sandbox.handle(&example("draft-formal.json")).unwrap().text().clone();
     println!("{rewritten}");
     let missing = contains_all(&rewritten, &["Dana", "3", "Friday", "report"]);
     assert!(missing.is_empty(), "the rewrite loses {missing:?}:\n{rewritten}");
@@ -31,7 +31,7 @@ fn a_formal_rewrite_keeps_names_and_numbers() {
 #[test]
 fn a_friendly_rewrite_keeps_the_amount_and_date() {
     let (sandbox, _) = sandbox_with(&release_policy(), model());
-    let rewritten = sandbox.handle(&example("draft-friendly.json")).unwrap().text.clone();
+    let rewritten = sandbox.handle(&example("draft-friendly.json")).unwrap().text().clone();
     println!("{rewritten}");
     let missing = contains_all(&rewritten, &["850", "March 1"]);
     assert!(missing.is_empty(), "the rewrite loses {missing:?}:\n{rewritten}");

@@ -6,36 +6,46 @@ use pp_host::artifacts::{ArtifactDir, ArtifactError};
 use pp_host::inference::{
     Completion, FinishReason, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
 };
-use pp_host::sandbox::{component_imports, Allocation, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS};
+use pp_host::sandbox::{
+    bucket, component_imports, describe_component, Allocation, LoadError, Sandbox, SandboxError,
+    ALLOWED_IMPORTS,
+};
+use pp_plaintext::RequestError;
 use pp_vocab::log::{EventLog, MemorySink};
 use pp_vocab::policy::ReleasePolicy;
-use pp_vocab::request::{RequestError, Style};
 use pp_vocab::Sha256;
 use std::sync::Arc;
 
-/// The release, with `rewrite` served by the misbehaving test component under small limits.
+/// The release plus the misbehaving test fixture as a feature of its own, under small limits:
+/// a feature the host has never heard of, served because the policy lists it.
 fn misbehave_policy() -> ReleasePolicy {
     let mut policy = release_policy();
     let wasm = std::fs::read(components_dir().join("misbehave.wasm")).unwrap();
-    let rewrite = policy.features.get_mut("rewrite").unwrap();
-    rewrite.component = "misbehave.wasm".into();
-    rewrite.sha256 = Sha256::of(&wasm);
-    rewrite.fuel = 20_000_000;
-    rewrite.max_memory_bytes = 8 << 20;
-    rewrite.max_output_bytes = 4096;
+    let mut limits = policy.features["rewrite"].clone();
+    limits.component = "misbehave.wasm".into();
+    limits.sha256 = Sha256::of(&wasm);
+    limits.fuel = 20_000_000;
+    limits.max_memory_bytes = 8 << 20;
+    limits.max_output_bytes = 4096;
+    limits.descriptor = describe_component(&wasm).unwrap();
+    for event in &limits.descriptor.events {
+        policy.log.allowed_events.push(event.name.clone());
+        policy.log.allowed_fields.extend(event.fields.iter().cloned());
+    }
+    policy.features.insert("misbehave".into(), limits);
     policy
 }
 
 fn served_after(sandbox: &Sandbox) {
-    let echo = sandbox.handle(&rewrite("still here", Style::Formal)).expect("the next request is served");
-    assert_eq!(echo.text, "still here");
+    let echo = sandbox.handle(&misbehave("still here")).expect("the next request is served");
+    assert_eq!(echo.text(), "still here");
     sandbox.handle(&summarize(&[("Ana", "lunch at noon?")])).expect("other features are served");
 }
 
 #[test]
 fn an_infinite_loop_runs_out_of_fuel() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox.handle(&rewrite("loop", Style::Formal)).unwrap_err();
+    let error = sandbox.handle(&misbehave("loop")).unwrap_err();
     assert_eq!(error, SandboxError::FuelExhausted { fuel: 20_000_000 });
     served_after(&sandbox);
 }
@@ -43,7 +53,7 @@ fn an_infinite_loop_runs_out_of_fuel() {
 #[test]
 fn a_memory_bomb_hits_the_memory_cap() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox.handle(&rewrite("memory-bomb", Style::Formal)).unwrap_err();
+    let error = sandbox.handle(&misbehave("memory-bomb")).unwrap_err();
     assert_eq!(error, SandboxError::MemoryCap { max: 8 << 20 });
     served_after(&sandbox);
 }
@@ -51,7 +61,7 @@ fn a_memory_bomb_hits_the_memory_cap() {
 #[test]
 fn a_panic_is_a_trap() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox.handle(&rewrite("panic", Style::Formal)).unwrap_err();
+    let error = sandbox.handle(&misbehave("panic")).unwrap_err();
     assert!(matches!(&error, SandboxError::Trap(why) if why.contains("unreachable")), "{error:?}");
     served_after(&sandbox);
 }
@@ -59,8 +69,8 @@ fn a_panic_is_a_trap() {
 #[test]
 fn output_over_the_cap_does_not_leave_the_sandbox() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
-    let error = sandbox.handle(&rewrite("flood", Style::Formal)).unwrap_err();
-    assert_eq!(error, SandboxError::OutputTooLarge { bytes: 1 << 20, max: 4096 });
+    let error = sandbox.handle(&misbehave("flood")).unwrap_err();
+    assert_eq!(error, SandboxError::OutputTooLarge { max: 4096, max_parts: 16 });
     served_after(&sandbox);
 }
 
@@ -69,7 +79,7 @@ fn every_request_gets_a_fresh_instance() {
     let (sandbox, _) = sandbox_with(&misbehave_policy(), scripted(&[]));
     for _ in 0..3 {
         // The component counts its calls in a static: a reused instance would say 2, then 3.
-        assert_eq!(sandbox.handle(&rewrite("count", Style::Formal)).unwrap().text, "1");
+        assert_eq!(sandbox.handle(&misbehave("count")).unwrap().text(), "1");
     }
 }
 
@@ -150,15 +160,30 @@ fn bad_input_gets_a_typed_error() {
         assert!(matches!(error, SandboxError::BadRequest(RequestError::Malformed(_))), "{error:?}");
         error.to_string()
     };
-    malformed(b"{\"feature\": \"summarize\", \"input\": ");
-    malformed(b"{\"feature\":\"rewrite\",\"input\":{\"draft\":\"\xc3\x28\",\"style\":\"formal\"}}");
-    assert!(malformed(br#"{"feature":"rewrite","input":{"draft":"hi","style":"poetic"}}"#).contains("poetic"));
+    malformed(b"{\"feature\": \"summarize\", \"parts\": ");
+    malformed(
+        b"{\"feature\":\"rewrite\",\"parts\":{\"draft\":\"\xc3\x28\"},\"params\":{\"style\":\"formal\"}}",
+    );
+    // Parsed, but not what the feature takes: named by feature and field, before it runs.
+    let poetic =
+        sandbox.handle_json(br#"{"feature":"rewrite","parts":{"draft":"hi"},"params":{"style":"poetic"}}"#);
+    let message = poetic.unwrap_err().to_string();
+    assert!(message.contains("feature rewrite: parameter style must be one of"), "{message}");
+    let untyped =
+        sandbox.handle_json(br#"{"feature":"rewrite","parts":{"draft":"hi"},"params":{"style":3}}"#);
+    assert!(untyped.unwrap_err().to_string().contains("parameter style must be one of"));
+    let no_style = sandbox.handle_json(br#"{"feature":"rewrite","parts":{"draft":"hi"}}"#);
+    assert_eq!(no_style.unwrap_err().to_string(), "feature rewrite: parameter style is required");
+    let stray = sandbox.handle_json(br#"{"feature":"summarize","parts":{"chat":[],"draft":"hi"}}"#);
+    assert_eq!(stray.unwrap_err().to_string(), "feature summarize: it takes no part draft");
+    let kind = sandbox.handle_json(br#"{"feature":"summarize","parts":{"chat":"hi"}}"#);
+    assert_eq!(kind.unwrap_err().to_string(), "feature summarize: part chat must be messages");
 
     let empty = sandbox.handle(&summarize(&[])).unwrap_err();
     assert_eq!(empty, SandboxError::InvalidInput("the chat has no messages".into()));
     let blank = sandbox.handle(&summarize(&[("Ana", "  "), ("Ben", "")])).unwrap_err();
     assert!(matches!(blank, SandboxError::InvalidInput(_)), "{blank:?}");
-    let no_draft = sandbox.handle(&rewrite(" \n", Style::Concise)).unwrap_err();
+    let no_draft = sandbox.handle(&rewrite(" \n", "concise")).unwrap_err();
     assert_eq!(no_draft, SandboxError::InvalidInput("the draft is empty".into()));
 
     // Over the policy's cap: refused before the component runs.
@@ -167,14 +192,16 @@ fn bad_input_gets_a_typed_error() {
     assert_eq!(error, SandboxError::InputTooLarge { bytes: 300 * 1024 + 3, max: 262_144 });
     // Under the cap but beyond what the model can rewrite at once: the component says so.
     let long_draft = "word ".repeat(2000);
-    let error = sandbox.handle(&rewrite(&long_draft, Style::Formal)).unwrap_err();
+    let error = sandbox.handle(&rewrite(&long_draft, "formal")).unwrap_err();
     assert!(matches!(error, SandboxError::FeatureInputTooLarge(_)), "{error:?}");
     // A request body far over any cap is not even parsed.
-    let body =
-        format!(r#"{{"feature":"rewrite","input":{{"draft":"{}","style":"formal"}}}}"#, "b".repeat(1 << 20));
+    let body = format!(
+        r#"{{"feature":"rewrite","parts":{{"draft":"{}"}},"params":{{"style":"formal"}}}}"#,
+        "b".repeat(1 << 20)
+    );
     assert!(matches!(sandbox.handle_json(body.as_bytes()), Err(SandboxError::InputTooLarge { .. })));
 
-    sandbox.handle(&rewrite("see you soon", Style::Friendly)).expect("still serving");
+    sandbox.handle(&rewrite("see you soon", "friendly")).expect("still serving");
 }
 
 #[test]
@@ -182,33 +209,41 @@ fn a_feature_outside_the_release_is_refused() {
     let mut policy = release_policy();
     policy.features.remove("rewrite");
     let (sandbox, _) = sandbox_with(&policy, scripted(&[]));
-    let error = sandbox.handle(&rewrite("hi", Style::Formal)).unwrap_err();
-    assert_eq!(error, SandboxError::FeatureNotInRelease("rewrite".into()));
+    let error = sandbox.handle(&rewrite("hi", "formal")).unwrap_err();
+    assert_eq!(
+        error,
+        SandboxError::FeatureNotInRelease { feature: "rewrite".into(), served: vec!["summarize".into()] }
+    );
 }
 
 #[test]
 fn a_long_chat_is_split_summarized_and_combined() {
-    let (sandbox, lines) = sandbox_with(&release_policy(), scripted(&["- one note"]));
+    let model = Arc::new(ScriptedInference::new(vec!["- one note".into()], 2048));
+    let (sandbox, lines) = sandbox_with(&release_policy(), model.clone());
     let message = "We should decide where to meet for the trip and who drives the second car.";
     let chat: Vec<(&str, &str)> =
         (0..200).map(|i| (if i % 2 == 0 { "Ana" } else { "Ben" }, message)).collect();
     let response = sandbox.handle(&summarize(&chat)).unwrap();
 
-    let chunks = logged_number(&lines.lines(), "component-request-started", "input-chunks");
-    assert!(chunks > 1, "200 messages fit no single chunk (got {chunks})");
     // One call per chunk, then one to combine the notes.
-    assert_eq!(response.model_calls as u64, chunks + 1);
-    assert_eq!(response.text, "- one note");
+    let chunks = model.prompts().len() as u32 - 1;
+    assert!(chunks > 1, "200 messages fit no single chunk (got {chunks})");
+    assert_eq!(response.model_calls, chunks + 1);
+    // The log has the count, rounded to its bucket.
+    let logged = logged_number(&lines.lines(), "component-request-started", "input-chunks");
+    assert_eq!(logged, bucket(chunks) as u64);
+    assert_eq!(response.text(), "- one note");
 }
 
 #[test]
 fn one_message_longer_than_a_chunk_is_cut_between_words() {
-    let (sandbox, lines) = sandbox_with(&release_policy(), scripted(&["- a note"]));
+    let model = Arc::new(ScriptedInference::new(vec!["- a note".into()], 2048));
+    let (sandbox, _) = sandbox_with(&release_policy(), model.clone());
     let long = "plans ".repeat(3000) + &"x".repeat(5000);
     let response = sandbox.handle(&summarize(&[("Ana", &long)])).unwrap();
-    let chunks = logged_number(&lines.lines(), "component-request-started", "input-chunks");
+    let chunks = model.prompts().len() as u32 - 1;
     assert!(chunks > 1);
-    assert_eq!(response.model_calls as u64, chunks + 1);
+    assert_eq!(response.model_calls, chunks + 1);
 }
 
 fn logged_number(lines: &[String], event: &str, field: &str) -> u64 {
@@ -222,14 +257,17 @@ fn the_canary_never_reaches_a_log_line() {
     const CANARY: &str = "canary-5d41402abc4b2a76";
     let (sandbox, lines) = sandbox_with(&misbehave_policy(), scripted(&[]));
     // Served, echoed, refused and crashed requests, all carrying the canary.
-    let echoed = sandbox.handle(&rewrite(CANARY, Style::Formal)).unwrap();
-    assert_eq!(echoed.text, CANARY);
+    let echoed = sandbox.handle(&misbehave(CANARY)).unwrap();
+    assert_eq!(echoed.text(), CANARY);
     sandbox.handle(&summarize(&[(CANARY, CANARY)])).unwrap();
     let _ = sandbox.handle_json(
-        format!(r#"{{"feature":"rewrite","input":{{"draft":"x","style":"{CANARY}"}}}}"#).as_bytes(),
+        format!(r#"{{"feature":"rewrite","parts":{{"draft":"x"}},"params":{{"style":"{CANARY}"}}}}"#)
+            .as_bytes(),
     );
-    let _ = sandbox.handle_json(format!(r#"{{"feature":"{CANARY}","input":{{}}}}"#).as_bytes());
-    let _ = sandbox.handle(&rewrite("panic", Style::Formal));
+    let _ = sandbox.handle_json(format!(r#"{{"feature":"{CANARY}","parts":{{}}}}"#).as_bytes());
+    let _ = sandbox.handle_json(format!(r#"{{"feature":"rewrite","parts":{{"{CANARY}":"x"}}}}"#).as_bytes());
+    let _ = sandbox.handle(&misbehave("log-flood"));
+    let _ = sandbox.handle(&misbehave("panic"));
 
     let lines = lines.lines();
     assert!(lines.len() >= 5, "every request logs its outcome: {lines:?}");
@@ -275,16 +313,16 @@ fn a_request_beyond_the_pool_is_busy_and_the_pool_recovers() {
 
     let first = std::thread::spawn({
         let sandbox = sandbox.clone();
-        move || sandbox.handle(&rewrite("see u at 5", Style::Formal))
+        move || sandbox.handle(&rewrite("see u at 5", "formal"))
     });
     entered.recv().unwrap(); // the first request holds the only slot, inside the model call
     assert_eq!(sandbox.handle(&summarize(&[("Ana", "hi")])).unwrap_err(), SandboxError::Busy);
     release.send(()).unwrap();
-    assert_eq!(first.join().unwrap().unwrap().text, "see you at 5");
+    assert_eq!(first.join().unwrap().unwrap().text(), "see you at 5");
 
     let again = std::thread::spawn({
         let sandbox = sandbox.clone();
-        move || sandbox.handle(&rewrite("see u at 5", Style::Formal))
+        move || sandbox.handle(&rewrite("see u at 5", "formal"))
     });
     entered.recv().unwrap();
     release.send(()).unwrap();

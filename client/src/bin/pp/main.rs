@@ -7,14 +7,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use pp_client::audit::audit;
 use pp_client::device::{Device, DeviceConfig};
+use pp_client::features;
 use pp_client::ledger::LedgerClient;
 use pp_client::receipts::Receipts;
 use pp_client::settings::Settings;
-use pp_vocab::request::{ChatMessage, FeatureInput, FeatureRequest, Options, Style};
+use pp_plaintext::{ChatMessage, FeatureRequest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod dev;
+mod run;
 
 #[derive(Parser)]
 #[command(name = "pp", version, about = "Private Processing on this device")]
@@ -47,6 +49,27 @@ enum Command {
         #[arg(long, value_parser = ["formal", "friendly", "concise", "fix-grammar"])]
         style: String,
         draft: String,
+    },
+    /// List the features the ledger-proven release serves, with what each takes.
+    Features,
+    /// Run any feature: `pp run rewrite --part draft=@draft.txt --param style=formal`, or a
+    /// JSON request file with `--request`.
+    Run {
+        /// The feature (from `pp features`); not needed with --request.
+        feature: Option<String>,
+        /// A part of user text, NAME=TEXT or NAME=@FILE (a messages part reads `Name: message`
+        /// lines or a JSON list of {author, text}).
+        #[arg(long = "part", value_name = "NAME=VALUE")]
+        parts: Vec<String>,
+        /// A parameter, NAME=VALUE (a flag, an integer or a choice, as the feature says).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// A whole request as JSON (the feature, its parts, params and options).
+        #[arg(long, conflicts_with_all = ["feature", "parts", "params"])]
+        request: Option<PathBuf>,
+        /// The chat this is about, for `keep-on-device`.
+        #[arg(long)]
+        chat_name: Option<String>,
     },
     /// Turn cloud AI features on for this device (they are off until you do).
     OptIn,
@@ -140,6 +163,36 @@ async fn run(cli: Cli) -> Result<()> {
             (summarize_request(chat)?, Some(name))
         }
         Command::Rewrite { style, draft } => (rewrite_request(style, draft)?, None),
+        Command::Features => {
+            let config = DeviceConfig::load(&cli.config)?;
+            let device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+            let features = device.features().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&features)?);
+            } else {
+                print!("{}", run::describe_features(&features));
+            }
+            return Ok(());
+        }
+        Command::Run { feature, parts, params, request: Some(file), chat_name } => {
+            let _ = (feature, parts, params);
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let request =
+                FeatureRequest::from_json(&bytes).with_context(|| format!("reading {}", file.display()))?;
+            return serve_one(&cli, &settings, &state, request, chat_name.clone()).await;
+        }
+        Command::Run { feature, parts, params, request: None, chat_name } => {
+            let feature =
+                feature.as_deref().context("name a feature (`pp features` lists them) or give --request")?;
+            settings.check(chat_name.as_deref())?;
+            let config = DeviceConfig::load(&cli.config)?;
+            let device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+            // The feature's descriptor says each part's and parameter's kind; without a ledger, guess.
+            let features = device.features().await.unwrap_or_default();
+            let descriptor = features.iter().find(|d| d.name == feature);
+            let request = run::build_request(feature, descriptor, parts, params)?;
+            return finish(&cli, &device, request, chat_name.as_deref()).await;
+        }
         Command::Settings => {
             print_settings(&settings, &state);
             return Ok(());
@@ -196,17 +249,31 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
     };
+    serve_one(&cli, &settings, &state, request, chat).await
+}
+
+async fn serve_one(
+    cli: &Cli,
+    settings: &Settings,
+    state: &Path,
+    request: FeatureRequest,
+    chat: Option<String>,
+) -> Result<()> {
     // The user's choices come before anything else, the config included.
     settings.check(chat.as_deref())?;
     let config = DeviceConfig::load(&cli.config)?;
-    let device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
-    let outcome = device.request(&request, chat.as_deref()).await?;
+    let device = Device::open(config, state)?.on_progress(|line| eprintln!("pp: {line}"));
+    finish(cli, &device, request, chat.as_deref()).await
+}
+
+async fn finish(cli: &Cli, device: &Device, request: FeatureRequest, chat: Option<&str>) -> Result<()> {
+    let outcome = device.run(&request, chat).await?;
     if cli.json {
         println!("{}", serde_json::json!({ "response": outcome.response, "receipt": outcome.receipt }));
     } else {
-        println!("{}", outcome.response.text);
+        println!("{}", run::show_answer(&outcome.response));
     }
-    settle(&device).await;
+    settle(device).await;
     Ok(())
 }
 
@@ -237,17 +304,16 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
     println!("\n== pp opt-in (AI features are off on a device until its user turns them on)");
     device.opt_in()?;
     println!("\n== pp summarize examples/picnic-chat.txt");
-    let outcome = device
-        .request(&summarize_request(Path::new("examples/picnic-chat.txt"))?, Some("picnic-chat"))
-        .await?;
-    println!("{}", outcome.response.text);
+    let outcome =
+        device.run(&summarize_request(Path::new("examples/picnic-chat.txt"))?, Some("picnic-chat")).await?;
+    println!("{}", run::show_answer(&outcome.response));
     let first = outcome.receipt.number;
     for (style, file) in
         [("formal", "draft-formal"), ("friendly", "draft-friendly"), ("fix-grammar", "draft-fix-grammar")]
     {
         println!("\n== pp rewrite --style {style} (examples/{file}.json)");
         let request = FeatureRequest::from_json(&std::fs::read(format!("examples/{file}.json"))?)?;
-        println!("{}", device.request(&request, None).await?.response.text);
+        println!("{}", run::show_answer(&device.run(&request, None).await?.response));
     }
     settle(&device).await;
     println!("\n== pp receipts (what this device verified for each request; kept on the device only)");
@@ -297,20 +363,11 @@ fn summarize_request(chat: &Path) -> Result<FeatureRequest> {
     if text.trim_start().starts_with('{') {
         return Ok(FeatureRequest::from_json(text.as_bytes())?);
     }
-    let messages: Vec<ChatMessage> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| match line.split_once(':') {
-            Some((author, message)) => {
-                ChatMessage { author: author.trim().into(), text: message.trim().into() }
-            }
-            None => ChatMessage { author: String::new(), text: line.trim().into() },
-        })
-        .collect();
+    let messages: Vec<ChatMessage> = run::chat_lines(&text);
     if messages.is_empty() {
         bail!("{} holds no messages", chat.display());
     }
-    Ok(FeatureRequest { input: FeatureInput::Summarize { messages }, options: Options::default() })
+    Ok(features::summarize_request(messages))
 }
 
 fn rewrite_request(style: &str, draft: &str) -> Result<FeatureRequest> {
@@ -318,9 +375,12 @@ fn rewrite_request(style: &str, draft: &str) -> Result<FeatureRequest> {
         Ok(text) => text,
         Err(_) => draft.to_string(),
     };
-    let style: Style = serde_json::from_value(serde_json::Value::String(style.into()))?;
-    Ok(FeatureRequest {
-        input: FeatureInput::Rewrite { draft: draft.trim().into(), style },
-        options: Options::default(),
-    })
+    let style = match style {
+        "formal" => features::Style::Formal,
+        "friendly" => features::Style::Friendly,
+        "concise" => features::Style::Concise,
+        "fix-grammar" => features::Style::FixGrammar,
+        other => bail!("unknown style {other:?}"),
+    };
+    Ok(features::rewrite_request(&draft, style))
 }

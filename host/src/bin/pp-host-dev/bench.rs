@@ -9,9 +9,9 @@ use pp_host::inference::{GenerationParams, Role, ScriptedInference, Turn};
 use pp_host::llama::default_model_dir;
 use pp_host::llama::LlamaGenerator;
 use pp_host::sandbox::{Allocation, Sandbox};
+use pp_plaintext::FeatureRequest;
 use pp_vocab::log::{DiscardSink, EventLog};
 use pp_vocab::policy::ReleasePolicy;
-use pp_vocab::request::{FeatureInput, FeatureRequest, Options, Style};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub enum BenchCommand {
         policy: PathBuf,
         #[arg(long, default_value = "target/components")]
         components: PathBuf,
+        /// The request timed through its feature's component (with scripted inference).
+        #[arg(long, default_value = "examples/draft-formal.json")]
+        request: PathBuf,
     },
     /// Model load time, prompt and generation tokens/s and peak RSS, beside llama-cpp-python on
     /// the same GGUF, prompt and threads when it is installed (`scripts/setup-bench`).
@@ -44,37 +47,53 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Sandbox { requests, policy, components } => sandbox(requests, &policy, &components),
+        BenchCommand::Sandbox { requests, policy, components, request } => {
+            sandbox(requests, &policy, &components, &request)
+        }
         BenchCommand::Model { policy, model, tokens } => model_speed(&policy, &model, tokens),
     }
 }
 
-fn sandbox(requests: usize, policy: &std::path::Path, components: &std::path::Path) -> Result<()> {
+fn sandbox(
+    requests: usize,
+    policy: &std::path::Path,
+    components: &std::path::Path,
+    request_file: &std::path::Path,
+) -> Result<()> {
     let release = ReleasePolicy::load(policy)?;
     let components = ArtifactDir::open(components)?;
-    let request = FeatureRequest {
-        input: FeatureInput::Rewrite { draft: "hello there".into(), style: Style::Formal },
-        options: Options::default(),
-    };
+    let bytes = std::fs::read(request_file).with_context(|| format!("reading {}", request_file.display()))?;
+    let request = FeatureRequest::from_json(&bytes)?;
+    let echo_request = FeatureRequest::new("misbehave").text("draft", "hello there");
     let profile = if cfg!(debug_assertions) {
         "debug build: figures ~10x slower than --release"
     } else {
         "release build"
     };
-    println!("sandbox: {requests} trivial rewrite requests per line ({profile})");
+    println!("sandbox: {requests} requests per line ({profile})");
     // The echo fixture shows the sandbox's own cost: no host calls, a 13 KB component.
     let mut echo = release.clone();
     let fixture = components.read_verified(
         "misbehave.wasm",
         pp_vocab::Sha256::of(&std::fs::read(components.path().join("misbehave.wasm"))?),
     )?;
-    let limits = echo.features.get_mut("rewrite").expect("the release has rewrite");
+    let mut limits = release
+        .feature(&request.feature)
+        .with_context(|| format!("no feature {:?}", request.feature))?
+        .clone();
     (limits.component, limits.sha256) = ("misbehave.wasm".into(), pp_vocab::Sha256::of(&fixture));
-    for (what, policy) in
-        [("rewrite component, scripted inference", &release), ("echo fixture, no model call", &echo)]
-    {
+    limits.descriptor = pp_host::sandbox::describe_component(&fixture)?;
+    echo.features = [("misbehave".to_string(), limits)].into();
+    for (what, policy, request) in [
+        (
+            format!("{}, {} component, scripted inference", request_file.display(), request.feature),
+            &release,
+            &request,
+        ),
+        ("echo fixture, no model call".to_string(), &echo, &echo_request),
+    ] {
         println!("{what}:");
-        sandbox_figures(requests, policy, &components, &request)?;
+        sandbox_figures(requests, policy, &components, request)?;
     }
     println!("target: fresh-per-request p50 under 30 µs in a release build");
     Ok(())

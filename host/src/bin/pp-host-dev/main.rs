@@ -11,10 +11,10 @@ use pp_attestation::simulated::SimulatedRoot;
 use pp_host::artifacts::ArtifactDir;
 use pp_host::inference::{ScriptedInference, TextGenerator};
 use pp_host::launch;
-use pp_host::sandbox::{RunStats, Sandbox};
+use pp_host::sandbox::{as_policy_toml, describe_component, RunStats, Sandbox};
+use pp_plaintext::FeatureRequest;
 use pp_vocab::log::{EventLog, MemorySink, StderrSink};
 use pp_vocab::policy::{FeaturePolicy, ModelBackend, ReleasePolicy};
-use pp_vocab::request::FeatureRequest;
 use pp_vocab::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,9 +109,14 @@ enum ComponentCommand {
         input: PathBuf,
         #[command(flatten)]
         model: ModelArgs,
-        /// Limits from this policy's entry for the request's feature (or the policy's largest).
+        /// Limits from this policy's entry for the component's feature (or its first feature's).
         #[arg(long, default_value = "policies/release.toml")]
         policy: PathBuf,
+    },
+    /// Print what a component says it is (its `describe()`), as the policy entry records it.
+    Describe {
+        /// The component (.wasm).
+        component: PathBuf,
     },
 }
 
@@ -145,6 +150,13 @@ fn main() -> Result<()> {
         Command::Run { release, json, requests } => run(&release, json, &requests),
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
             component_test(&component, &input, &model, &policy)
+        }
+        Command::Component(ComponentCommand::Describe { component }) => {
+            let wasm =
+                std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
+            let descriptor = describe_component(&wasm)?;
+            print!("{}", as_policy_toml(&descriptor.name, &descriptor));
+            Ok(())
         }
         Command::Bench(command) => bench::run(command),
         Command::Serve { scripted: _, replies, policy, components, listen, simulated_root, max_sessions } => {
@@ -216,7 +228,7 @@ fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
         match sandbox.handle_json(&bytes) {
             Ok(response) if json => println!("{}", serde_json::to_string(&response)?),
             Ok(response) => {
-                println!("{}", response.text);
+                println!("{}", response.text());
                 eprintln!(
                     "({} prompt + {} generated tokens over {} model calls)",
                     response.prompt_tokens, response.completion_tokens, response.model_calls
@@ -246,14 +258,30 @@ fn component_test(component: &Path, input: &Path, model: &ModelArgs, policy_file
         component.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
     )?;
 
-    // A one-feature policy for this component, with the release's limits for its feature.
+    // A one-feature policy for this component: what it describes, with the release's limits for
+    // its feature (or its first feature's, for a new one), its log names allowed.
+    let descriptor =
+        describe_component(&wasm).with_context(|| format!("describing {}", component.display()))?;
+    let feature = descriptor.name.clone();
+    anyhow::ensure!(
+        request.feature == feature,
+        "{} is for feature {:?}; {} is the feature {feature:?}",
+        input.display(),
+        request.feature,
+        component.display()
+    );
     let mut policy = ReleasePolicy::load(policy_file)?;
-    let feature = request.input.feature();
     let limits =
-        policy.feature(feature).or_else(|| policy.features.values().next()).cloned().context("no limits")?;
-    policy.features =
-        [(feature.to_string(), FeaturePolicy { component: file_name.into(), sha256: digest, ..limits })]
-            .into();
+        policy.feature(&feature).or_else(|| policy.features.values().next()).cloned().context("no limits")?;
+    for event in &descriptor.events {
+        policy.log.allowed_events.push(event.name.clone());
+        policy.log.allowed_fields.extend(event.fields.iter().cloned());
+    }
+    policy.features = [(
+        feature.clone(),
+        FeaturePolicy { component: file_name.into(), sha256: digest, descriptor, ..limits },
+    )]
+    .into();
 
     let generator = load_generator(model, &policy)?;
     let events = Arc::new(MemorySink::default());
@@ -264,7 +292,9 @@ fn component_test(component: &Path, input: &Path, model: &ModelArgs, policy_file
     println!("component  {} (sha256 {digest})", component.display());
     match &result {
         Ok(response) => {
-            println!("output:\n{}\n", response.text);
+            for part in &response.parts {
+                println!("output {}:\n{}\n", part.name, part.text);
+            }
             println!(
                 "tokens     {} prompt + {} generated, {} model calls",
                 response.prompt_tokens, response.completion_tokens, response.model_calls
