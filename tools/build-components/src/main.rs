@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Components built from `components/`: the released features and the test fixture.
-const COMPONENTS: &[&str] = &["summarize", "rewrite", "misbehave"];
+/// Where the components' crates are: features (released when the policy lists them) and test
+/// fixtures (never released). Each crate's directory name is its package name.
+const COMPONENT_DIRS: [&str; 2] = ["components/features", "components/fixtures"];
 const POLICY: &str = "policies/release.toml";
 
 #[derive(Parser)]
@@ -34,18 +35,21 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let out = args.out.unwrap_or_else(|| root.join("target/components"));
+    let names = discover(&root)?;
     build_modules(&root)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     let mut digests = Vec::new();
-    for name in COMPONENTS {
-        let module = root.join(format!("target/wasm/wasm32-unknown-unknown/release/{name}.wasm"));
+    for name in &names {
+        // Cargo names a cdylib's file after the crate, with '-' as '_'.
+        let artifact = name.replace('-', "_");
+        let module = root.join(format!("target/wasm/wasm32-unknown-unknown/release/{artifact}.wasm"));
         let component = componentize(&module)?;
         let digest = hex::encode(Sha256::digest(&component));
         let path = out.join(format!("{name}.wasm"));
         std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
         println!("{digest}  {name}.wasm  ({} bytes)", component.len());
-        digests.push((*name, digest));
+        digests.push((name.as_str(), digest));
     }
     if args.update_policy {
         update_policy(&root.join(POLICY), &digests)?;
@@ -56,6 +60,23 @@ fn main() -> Result<()> {
         eprintln!("every released component has the digest {POLICY} records");
     }
     Ok(())
+}
+
+/// Every component crate, sorted by name.
+fn discover(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for dir in COMPONENT_DIRS {
+        let dir = root.join(dir);
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.join("Cargo.toml").exists() {
+                let name = path.file_name().and_then(|n| n.to_str()).context("a component directory's name")?;
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn build_modules(root: &Path) -> Result<()> {
