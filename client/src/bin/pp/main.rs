@@ -94,8 +94,9 @@ enum Command {
         #[arg(long, default_value = "target/dev", global = true)]
         dir: PathBuf,
     },
-    /// Everything in one go: start the stack, summarize and rewrite the examples, show the
-    /// receipts, audit the release from source, stop the stack.
+    /// Everything in one go: start the stack, summarize the example chat, run every other
+    /// example request (examples/*.json), show the receipts, audit the release from source, stop
+    /// the stack.
     Demo {
         #[arg(long, default_value = "target/demo")]
         dir: PathBuf,
@@ -308,11 +309,11 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
         device.run(&summarize_request(Path::new("examples/picnic-chat.txt"))?, Some("picnic-chat")).await?;
     println!("{}", run::show_answer(&outcome.response));
     let first = outcome.receipt.number;
-    for (style, file) in
-        [("formal", "draft-formal"), ("friendly", "draft-friendly"), ("fix-grammar", "draft-fix-grammar")]
-    {
-        println!("\n== pp rewrite --style {style} (examples/{file}.json)");
-        let request = FeatureRequest::from_json(&std::fs::read(format!("examples/{file}.json"))?)?;
+    // Every other example request, whatever its feature: a new feature's example shows here.
+    for file in example_requests(Path::new("examples"))? {
+        println!("\n== pp run --request {}", file.display());
+        let request = FeatureRequest::from_json(&std::fs::read(&file)?)
+            .with_context(|| format!("reading {}", file.display()))?;
         println!("{}", run::show_answer(&device.run(&request, None).await?.response));
     }
     settle(&device).await;
@@ -330,6 +331,17 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
         .context("running scripts/audit")?;
     anyhow::ensure!(audit.success(), "the audit did not reproduce the release");
     Ok(())
+}
+
+/// The example request files (`*.json`) but the chat the demo summarizes first, sorted.
+fn example_requests(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "json") && !path.ends_with("picnic-chat.json"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn default_state_dir() -> PathBuf {

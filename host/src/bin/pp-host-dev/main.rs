@@ -17,6 +17,7 @@ use pp_vocab::log::{EventLog, MemorySink, StderrSink};
 use pp_vocab::policy::{FeaturePolicy, ModelBackend, ReleasePolicy};
 use pp_vocab::Sha256;
 use std::path::{Path, PathBuf};
+use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,18 @@ enum ComponentCommand {
         /// The component (.wasm).
         component: PathBuf,
     },
+    /// Make a new feature crate in components/features/NAME (a working feature that asks the
+    /// model about one text part, with a unit test) and an example request examples/NAME.json.
+    New {
+        /// The feature's name: a lowercase letter, then letters, digits or '-'.
+        name: String,
+        /// One line for people choosing a feature.
+        #[arg(long, default_value = "Answers a question about a text")]
+        summary: String,
+        /// The repository root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -151,6 +164,7 @@ fn main() -> Result<()> {
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
             component_test(&component, &input, &model, &policy)
         }
+        Command::Component(ComponentCommand::New { name, summary, root }) => new_component(&root, &name, &summary),
         Command::Component(ComponentCommand::Describe { component }) => {
             let wasm =
                 std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
@@ -308,6 +322,42 @@ fn component_test(component: &Path, input: &Path, model: &ModelArgs, policy_file
         println!("  {line}");
     }
     result.map(|_| ()).map_err(Into::into)
+}
+
+/// `component new`: the template crate and an example request, refusing to overwrite.
+fn new_component(root: &Path, name: &str, summary: &str) -> Result<()> {
+    anyhow::ensure!(
+        pp_vocab::feature::is_name(name),
+        "{name:?} is not a feature name: a lowercase letter, then letters, digits or '-'"
+    );
+    anyhow::ensure!(!summary.contains(['\n', '"', '\\']), "the summary is one line without quotes");
+    let dir = root.join("components/features").join(name);
+    let example = root.join("examples").join(format!("{name}.json"));
+    for path in [&dir, &example] {
+        anyhow::ensure!(!path.exists(), "{} exists: not overwriting it", path.display());
+    }
+    let fill = |template: &str| template.replace("{name}", name).replace("{summary}", summary);
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(dir.join("Cargo.toml"), fill(include_str!("template/Cargo.toml.in")))?;
+    std::fs::write(dir.join("src/lib.rs"), fill(include_str!("template/lib.rs.in")))?;
+    let request = serde_json::json!({ "feature": name, "parts": { "text": "What is a picnic?" } });
+    std::fs::write(&example, serde_json::to_string_pretty(&request)? + "\n")?;
+    // The build is --locked: record the new crate in the components' lock file (nothing else moves).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let locked = Process::new(cargo)
+        .args(["update", "--workspace", "--offline", "--quiet"])
+        .current_dir(root.join("components"))
+        .status()
+        .context("running cargo update")?;
+    anyhow::ensure!(locked.success(), "cargo could not add {name} to components/Cargo.lock");
+    println!("made {} and {}", dir.display(), example.display());
+    println!("next:");
+    println!("  scripts/build-components      # builds every component, {name} included");
+    println!("  (cd components && cargo test -p {name})");
+    println!("  target/debug/pp-host-dev component test target/components/{name}.wasm --input {}", example.display());
+    println!("  target/debug/pp-host-dev component describe target/components/{name}.wasm   # its policy entry");
+    println!("then add [features.{name}] to policies/release.toml (README, \"For feature authors\")");
+    Ok(())
 }
 
 fn print_stats(stats: &RunStats) {
