@@ -14,9 +14,11 @@ use pp_client::transport::{InnerRequest, Transport, TransportConfig};
 use pp_plaintext::ChatMessage;
 use pp_vocab::session::{OPEN_PATH, SESSION_HEADER};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
+
+mod dev_stack;
+use dev_stack::RunningStack;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,122 +43,6 @@ const RECOVERED_REQUESTS: usize = 3;
 /// How long each killed party stays down: longer than the device's one retry (a pause of 1 s),
 /// so requests in that window fail and the test sees which errors a restart causes.
 const DOWN: Duration = Duration::from_millis(2_500);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The party binaries sit next to `pp`; `cargo test` builds only some of them.
-fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_pp")).with_file_name(name)
-}
-
-fn build_the_parties() {
-    let parties = [
-        "pp-keydir",
-        "pp-issuer",
-        "pp-witness",
-        "pp-ledger",
-        "pp-host",
-        "pp-host-dev",
-        "pp-gateway",
-        "pp-relay",
-    ];
-    if parties.iter().all(|party| bin(party).exists()) {
-        return;
-    }
-    let release = env!("CARGO_BIN_EXE_pp").contains("/release/");
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "--workspace", "--bins"]).current_dir(repo());
-    if release {
-        cargo.arg("--release");
-    }
-    assert!(cargo.status().unwrap().success(), "building the parties failed");
-}
-
-/// A base port with the 13 ports after it free on loopback.
-fn free_base_port() -> u16 {
-    let start = 20_000 + (std::process::id() % 2_000) as u16 * 20;
-    (0..1_000u16)
-        .map(|step| 20_000 + (start - 20_000 + step * 20) % 40_000)
-        .find(|&base| (base..=base + 12).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()))
-        .expect("a free port range")
-}
-
-/// The stack `pp dev` keeps in a directory.
-#[derive(Clone)]
-struct StackDir {
-    dir: PathBuf,
-}
-
-/// A stack started here; stopped when dropped, whatever happened.
-struct RunningStack(StackDir);
-
-impl RunningStack {
-    fn up() -> Self {
-        build_the_parties();
-        let dir = std::env::temp_dir().join(format!("pp-faults-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let stack = RunningStack(StackDir { dir });
-        let base = free_base_port().to_string();
-        stack.0.pp(&["up", "--scripted", "--base-port", &base]);
-        stack
-    }
-}
-
-impl Drop for RunningStack {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_pp"))
-            .args(["dev", "down", "--dir"])
-            .arg(&self.0.dir)
-            .current_dir(repo())
-            .output();
-        // The parties' logs stay for a failed run.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0.dir);
-        }
-    }
-}
-
-impl StackDir {
-    fn pp(&self, args: &[&str]) {
-        let output = Command::new(env!("CARGO_BIN_EXE_pp"))
-            .arg("dev")
-            .args(args)
-            .arg("--dir")
-            .arg(&self.dir)
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "pp dev {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn config(&self) -> DeviceConfig {
-        DeviceConfig::load(&self.dir.join("device.toml")).unwrap()
-    }
-
-    /// Appends this release again (another source revision): the tree grows by one.
-    fn append_release(&self, revision: &str) {
-        let recorded = std::fs::read_to_string(self.dir.join("recorded-release")).unwrap();
-        let measurement = recorded.split_whitespace().next().unwrap();
-        let ledger = self.config().ledger.unwrap().ledger_url;
-        let output = Command::new(bin("pp-ledger"))
-            .args(["release", "--ledger", &ledger, "--launch-measurement", measurement])
-            // The scripted hosts attest the scripted manifest `pp dev up --scripted` wrote.
-            .arg("--policy")
-            .arg(self.dir.join("release-scripted.toml"))
-            .args(["--source-revision", revision])
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "appending a release: {}", String::from_utf8_lossy(&output.stderr));
-    }
-}
 
 /// A device's request: when it ended, and the restart-explained kind of its error (if any).
 type Ending = (Instant, Option<&'static str>);
@@ -331,7 +217,7 @@ fn transport(config: &DeviceConfig) -> Transport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_party_killed_in_turn_the_stack_recovers_and_no_token_is_accepted_twice() {
-    let running = RunningStack::up();
+    let running = RunningStack::up("faults");
     let stack = running.0.clone();
     let config = stack.config();
     let ledger_settings = config.ledger.clone().unwrap();
