@@ -18,7 +18,7 @@ use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
 mod dev_stack;
 use dev_stack::RunningStack;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -70,7 +70,8 @@ fn discover(root: &Path) -> Result<Vec<String>> {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             if path.join("Cargo.toml").exists() {
-                let name = path.file_name().and_then(|n| n.to_str()).context("a component directory's name")?;
+                let name =
+                    path.file_name().and_then(|n| n.to_str()).context("a component directory's name")?;
                 names.push(name.to_string());
             }
         }

@@ -164,7 +164,9 @@ fn main() -> Result<()> {
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
             component_test(&component, &input, &model, &policy)
         }
-        Command::Component(ComponentCommand::New { name, summary, root }) => new_component(&root, &name, &summary),
+        Command::Component(ComponentCommand::New { name, summary, root }) => {
+            new_component(&root, &name, &summary)
+        }
         Command::Component(ComponentCommand::Describe { component }) => {
             let wasm =
                 std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
@@ -354,8 +356,13 @@ fn new_component(root: &Path, name: &str, summary: &str) -> Result<()> {
     println!("next:");
     println!("  scripts/build-components      # builds every component, {name} included");
     println!("  (cd components && cargo test -p {name})");
-    println!("  target/debug/pp-host-dev component test target/components/{name}.wasm --input {}", example.display());
-    println!("  target/debug/pp-host-dev component describe target/components/{name}.wasm   # its policy entry");
+    println!(
+        "  target/debug/pp-host-dev component test target/components/{name}.wasm --input {}",
+        example.display()
+    );
+    println!(
+        "  target/debug/pp-host-dev component describe target/components/{name}.wasm   # its policy entry"
+    );
     println!("then add [features.{name}] to policies/release.toml (README, \"For feature authors\")");
     Ok(())
 }
