@@ -5,7 +5,6 @@
 
 use crate::artifacts::ArtifactDir;
 use crate::inference::TextGenerator;
-use crate::llama::LlamaGenerator;
 use crate::sandbox::Sandbox;
 use crate::session::{SessionLimits, Sessions};
 use anyhow::{Context, Result};
@@ -17,7 +16,6 @@ use pp_vocab::policy::{ModelBackend, ReleasePolicy};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Environment variables a serving host refuses: llama.cpp and ggml read these after launch
 /// (so after measurement) to load backend libraries, change kernels or print tensors and
@@ -78,15 +76,39 @@ pub fn require_backend(policy: &ReleasePolicy, wanted: ModelBackend) -> Result<(
 }
 
 /// The policy's model from `model_dir`, its digest checked.
+#[cfg(feature = "llama")]
 pub fn load_model(model_dir: &Path, policy: &ReleasePolicy) -> Result<Arc<dyn TextGenerator>> {
     require_backend(policy, ModelBackend::LlamaCppCpu)?;
     let models = ArtifactDir::open(model_dir)
         .context("no model directory: run `scripts/fetch-model` (or pass --model-dir)")?;
     eprintln!("loading {} from {} (checking its sha256)…", policy.model.file, model_dir.display());
-    let started = Instant::now();
-    let generator = LlamaGenerator::load(&models, &policy.model)?;
+    let started = std::time::Instant::now();
+    let generator = crate::llama::LlamaGenerator::load(&models, &policy.model)?;
     eprintln!("inference: {} — loaded in {} ms", generator.describe(), started.elapsed().as_millis());
     Ok(Arc::new(generator))
+}
+
+/// Built without the model backend (feature `llama`): only scripted replies.
+#[cfg(not(feature = "llama"))]
+pub fn load_model(_model_dir: &Path, policy: &ReleasePolicy) -> Result<Arc<dyn TextGenerator>> {
+    require_backend(policy, ModelBackend::LlamaCppCpu)?;
+    anyhow::bail!(
+        "this build has no model backend (built without the `llama` feature, to skip compiling llama.cpp): \
+         use --scripted, or build with the default features"
+    )
+}
+
+/// `$PP_MODEL_DIR`, else `$XDG_CACHE_HOME/private-processing/models`, else
+/// `~/.cache/private-processing/models`: where `scripts/fetch-model` puts the model. For
+/// developer tools only: the serving `pp-host` reads no environment and takes `--model-dir`.
+pub fn default_model_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("PP_MODEL_DIR") {
+        return dir.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+    });
+    cache.join("private-processing/models")
 }
 
 /// Serves attested sessions for `policy` on `listen` until the process ends.

@@ -16,6 +16,7 @@
 pub mod artifacts;
 pub mod inference;
 pub mod launch;
+#[cfg(feature = "llama")]
 pub mod llama;
 pub mod sandbox;
 pub mod serve;

@@ -290,15 +290,4 @@ fn sampler(model: &LlamaModel, params: &GenerationParams) -> LlamaSampler {
     }
 }
 
-/// `$PP_MODEL_DIR`, else `$XDG_CACHE_HOME/private-processing/models`, else
-/// `~/.cache/private-processing/models`: where `scripts/fetch-model` puts the model. For
-/// developer tools only: the serving `pp-host` reads no environment and takes `--model-dir`.
-pub fn default_model_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("PP_MODEL_DIR") {
-        return dir.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-    });
-    cache.join("private-processing/models")
-}
+pub use crate::launch::default_model_dir;

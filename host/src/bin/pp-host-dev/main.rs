@@ -378,7 +378,7 @@ pub fn load_generator(args: &ModelArgs, policy: &ReleasePolicy) -> Result<Arc<dy
     if args.scripted {
         return Ok(scripted(args.replies.clone(), policy));
     }
-    let dir = args.model_dir.clone().unwrap_or_else(pp_host::llama::default_model_dir);
+    let dir = args.model_dir.clone().unwrap_or_else(pp_host::launch::default_model_dir);
     launch::load_model(&dir, policy)
 }
 
