@@ -58,6 +58,23 @@ pub fn sandbox_with(policy: &ReleasePolicy, generator: Arc<dyn TextGenerator>) -
     (sandbox, lines)
 }
 
+/// The release plus the `misbehave` test fixture as a feature of its own (its descriptor read
+/// from the component, its log names allowed), with rewrite's limits: a feature no host code has
+/// heard of, served because the policy lists it.
+pub fn with_fixture() -> ReleasePolicy {
+    let mut policy = release_policy();
+    let wasm = std::fs::read(components_dir().join("misbehave.wasm")).unwrap();
+    let mut limits = policy.features["rewrite"].clone();
+    (limits.component, limits.sha256) = ("misbehave.wasm".into(), pp_vocab::Sha256::of(&wasm));
+    limits.descriptor = pp_host::sandbox::describe_component(&wasm).unwrap();
+    for event in &limits.descriptor.events {
+        policy.log.allowed_events.push(event.name.clone());
+        policy.log.allowed_fields.extend(event.fields.iter().cloned());
+    }
+    policy.features.insert("misbehave".into(), limits);
+    policy
+}
+
 pub fn scripted(replies: &[&str]) -> Arc<dyn TextGenerator> {
     Arc::new(ScriptedInference::new(replies.iter().map(|r| r.to_string()).collect(), 2048))
 }

@@ -13,21 +13,6 @@ use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::Sha256;
 use std::sync::Arc;
 
-/// The release plus the `misbehave` fixture: a feature no host code has heard of.
-fn with_fixture() -> ReleasePolicy {
-    let mut policy = release_policy();
-    let wasm = std::fs::read(components_dir().join("misbehave.wasm")).unwrap();
-    let mut limits = policy.features["rewrite"].clone();
-    (limits.component, limits.sha256) = ("misbehave.wasm".into(), Sha256::of(&wasm));
-    limits.descriptor = describe_component(&wasm).unwrap();
-    for event in &limits.descriptor.events {
-        policy.log.allowed_events.push(event.name.clone());
-        policy.log.allowed_fields.extend(event.fields.iter().cloned());
-    }
-    policy.features.insert("misbehave".into(), limits);
-    policy
-}
-
 fn load(policy: &ReleasePolicy) -> Result<Sandbox, LoadError> {
     let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(MemorySink::default())));
     Sandbox::load(policy, &components(), scripted(&[]), log)

@@ -7,8 +7,7 @@ use pp_host::inference::{
     Completion, FinishReason, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
 };
 use pp_host::sandbox::{
-    bucket, component_imports, describe_component, Allocation, LoadError, Sandbox, SandboxError,
-    ALLOWED_IMPORTS,
+    bucket, component_imports, Allocation, LoadError, Sandbox, SandboxError, ALLOWED_IMPORTS,
 };
 use pp_plaintext::RequestError;
 use pp_vocab::log::{EventLog, MemorySink};
@@ -16,23 +15,13 @@ use pp_vocab::policy::ReleasePolicy;
 use pp_vocab::Sha256;
 use std::sync::Arc;
 
-/// The release plus the misbehaving test fixture as a feature of its own, under small limits:
-/// a feature the host has never heard of, served because the policy lists it.
+/// The release plus the misbehaving fixture under small limits.
 fn misbehave_policy() -> ReleasePolicy {
-    let mut policy = release_policy();
-    let wasm = std::fs::read(components_dir().join("misbehave.wasm")).unwrap();
-    let mut limits = policy.features["rewrite"].clone();
-    limits.component = "misbehave.wasm".into();
-    limits.sha256 = Sha256::of(&wasm);
+    let mut policy = with_fixture();
+    let limits = policy.features.get_mut("misbehave").unwrap();
     limits.fuel = 20_000_000;
     limits.max_memory_bytes = 8 << 20;
     limits.max_output_bytes = 4096;
-    limits.descriptor = describe_component(&wasm).unwrap();
-    for event in &limits.descriptor.events {
-        policy.log.allowed_events.push(event.name.clone());
-        policy.log.allowed_fields.extend(event.fields.iter().cloned());
-    }
-    policy.features.insert("misbehave".into(), limits);
     policy
 }
 
