@@ -58,13 +58,27 @@ pub struct StackDir {
 pub struct RunningStack(pub StackDir);
 
 impl RunningStack {
+    /// The stack with scripted hosts (canned replies).
     pub fn up(name: &str) -> Self {
+        Self::start(name, true)
+    }
+
+    /// The stack with the release's hosts: the real model.
+    pub fn up_with_the_model(name: &str) -> Self {
+        Self::start(name, false)
+    }
+
+    fn start(name: &str, scripted: bool) -> Self {
         build_the_parties();
         let dir = std::env::temp_dir().join(format!("pp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let stack = RunningStack(StackDir { dir });
         let base = free_base_port().to_string();
-        stack.0.pp(&["up", "--scripted", "--base-port", &base]);
+        let mut args = vec!["up", "--base-port", &base];
+        if scripted {
+            args.push("--scripted");
+        }
+        stack.0.pp(&args);
         stack
     }
 }
