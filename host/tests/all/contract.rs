@@ -60,9 +60,11 @@ fn a_component_built_for_another_world_version_is_refused_by_name() {
     let dir = std::env::temp_dir().join(format!("pp-world-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("old.wasm"), &wasm).unwrap();
+    // A release of that one component, whatever else the release policy lists.
     let mut policy = release_policy();
-    let limits = policy.features.get_mut("rewrite").unwrap();
+    let mut limits = policy.features["rewrite"].clone();
     (limits.component, limits.sha256) = ("old.wasm".into(), Sha256::of(&wasm));
+    policy.features = [("rewrite".to_string(), limits)].into();
     let log = Arc::new(EventLog::new(&[] as &[&str], Box::new(MemorySink::default())));
     let error = Sandbox::load(&policy, &ArtifactDir::open(&dir).unwrap(), scripted(&[]), log).err().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
