@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
-    Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    Store, Trap,
 };
 
 mod bindings {
@@ -399,6 +399,9 @@ impl Allocation {
     pub const DEFAULT: Allocation = Allocation::Pooling { instances: 64 };
 }
 
+/// Linear memory a pooled slot rewrites in place on reuse rather than returning to the kernel.
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+
 fn engine(allocation: Allocation, max_memory_bytes: u64) -> Result<Engine, LoadError> {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -410,8 +413,15 @@ fn engine(allocation: Allocation, max_memory_bytes: u64) -> Result<Engine, LoadE
             .total_core_instances(instances * 4)
             .total_memories(instances)
             .total_tables(instances * 4)
-            .max_memory_size(max_memory_bytes as usize);
+            .max_memory_size(max_memory_bytes as usize)
+            // A freed slot is reset to the component's initial contents either way. With
+            // PAGEMAP_SCAN (Linux 6.7+) only the pages a request dirtied are rewritten, in place,
+            // so the next request takes no page faults for them (`bench sandbox` measures it).
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.signals_based_traps(false).memory_guard_size(0).memory_reservation(max_memory_bytes);
     }
     Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))
 }
