@@ -36,3 +36,22 @@ fn a_friendly_rewrite_keeps_the_amount_and_date() {
     let missing = contains_all(&rewritten, &["850", "March 1"]);
     assert!(missing.is_empty(), "the rewrite loses {missing:?}:\n{rewritten}");
 }
+
+#[test]
+fn the_picnic_catch_up_gives_the_new_plan_and_the_question_for_the_reader() {
+    let (sandbox, _) = sandbox_with(&release_policy(), model());
+    let request = example("catch-up.json");
+    let points = sandbox.handle(&request).unwrap().text().clone();
+    println!("{points}");
+    let missing = contains_all(&points, &["sunday", "1pm", "asks you", "ball"]);
+    assert!(missing.is_empty(), "the catch-up misses {missing:?}:\n{points}");
+    let lines: Vec<&str> = points.lines().collect();
+    assert!((1..=5).contains(&lines.len()), "a few points, not {}:\n{points}", lines.len());
+    // Each point is one message's, named by its author (nothing comes from nowhere), and none is
+    // from before the reader's last message (Sam's).
+    let authors = ["Maya", "Tom", "Priya"];
+    for line in &lines {
+        assert!(authors.iter().any(|a| line.starts_with(&format!("- {a}"))), "an unattributed point: {line}");
+        assert!(!line.contains("11am at Riverside"), "the replaced plan: {line}");
+    }
+}
