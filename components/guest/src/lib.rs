@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunks;
 mod describe;
 pub mod facts;
 mod request;

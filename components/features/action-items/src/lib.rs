@@ -8,10 +8,10 @@
 
 #![forbid(unsafe_code)]
 
-mod chunks;
 mod items;
 
 use items::{Chat, Item};
+use pp_guest::chunks;
 use pp_guest::{
     answer, inference, log_event, params, prompt, required, text_tokens, ChatMessage, Descriptor,
     FeatureError, Guest, Options, Request, Usage,
@@ -69,7 +69,7 @@ fn action_items(messages: &[ChatMessage], options: &Options) -> Result<String, F
     if messages.is_empty() {
         return Err(FeatureError::InvalidInput("the chat has no messages".into()));
     }
-    let lines: Vec<String> = messages.iter().filter_map(|m| chunks::chat_line(&m.author, &m.text)).collect();
+    let lines: Vec<String> = messages.iter().filter_map(chunks::chat_line).collect();
     if lines.is_empty() {
         return Err(FeatureError::InvalidInput("every message of the chat is empty".into()));
     }

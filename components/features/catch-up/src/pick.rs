@@ -2,6 +2,7 @@
 //! when asked to choose): questions put to them, changed plans, decisions and facts — and not a
 //! plan that a later message changed.
 
+pub use pp_guest::chunks::one_line;
 use pp_guest::ChatMessage;
 
 /// Points in the answer at most.
@@ -148,10 +149,6 @@ pub fn pick<'a>(new: &'a [ChatMessage], reader: &str) -> Vec<Pick<'a>> {
     ranked.truncate(MAX_POINTS);
     ranked.sort_by_key(|&(_, i, _)| i);
     ranked.into_iter().map(|(_, i, reason)| Pick { message: &new[i], reason }).collect()
-}
-
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Lowercase words without punctuation (apostrophes kept: "i'll").

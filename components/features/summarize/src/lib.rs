@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+use pp_guest::chunks::{chat_line, pack};
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
     answer, inference, log_event, params, prompt, required, text_tokens, ChatMessage, Descriptor,
@@ -78,7 +79,7 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<(String, Usa
         return Err(FeatureError::InvalidInput("every message of the chat is empty".into()));
     }
     let budget = chunk_budget()?;
-    let chunks = pack(&lines, budget);
+    let chunks = pack(&lines, budget, text_tokens);
     log_event("request-started", &[("input-messages", messages.len()), ("input-chunks", chunks.len())]);
 
     let mut usage = Usage::default();
@@ -117,7 +118,7 @@ fn combine(
     final_tokens: u32,
 ) -> Result<Vec<String>, FeatureError> {
     for _ in 0..MAX_COMBINE_ROUNDS {
-        let chunks = pack(&notes, budget);
+        let chunks = pack(&notes, budget, text_tokens);
         let last = chunks.len() == 1;
         let max_tokens = if last { final_tokens } else { NOTES_TOKENS };
         let mut merged = Vec::new();
@@ -169,86 +170,6 @@ fn chunk_budget() -> Result<u32, FeatureError> {
         )));
     }
     Ok(budget)
-}
-
-/// `Author: text` on one line, or nothing for an empty message.
-fn chat_line(message: &ChatMessage) -> Option<String> {
-    let text = one_line(&message.text);
-    if text.is_empty() {
-        return None;
-    }
-    let author = one_line(&message.author);
-    Some(if author.is_empty() { text } else { format!("{author}: {text}") })
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Packs lines, in order, into chunks of at most `budget` tokens; a line longer than the budget
-/// is cut between words.
-fn pack(lines: &[String], budget: u32) -> Vec<String> {
-    let mut chunks = Vec::new();
-    let mut chunk = String::new();
-    let mut used = 0;
-    for line in lines.iter().flat_map(|line| split_long(line, budget)) {
-        let tokens = text_tokens(&line) + 1;
-        if used + tokens > budget && !chunk.is_empty() {
-            chunks.push(std::mem::take(&mut chunk));
-            used = 0;
-        }
-        if !chunk.is_empty() {
-            chunk.push('\n');
-        }
-        chunk.push_str(&line);
-        used += tokens;
-    }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-    chunks
-}
-
-/// Cuts a line too long for one chunk between words, into pieces of at most `budget` bytes: a
-/// token is at least one byte, so each piece fits (rare, so fill does not matter).
-fn split_long(line: &str, budget: u32) -> Vec<String> {
-    let budget = budget as usize;
-    if line.len() <= budget || text_tokens(line) < budget as u32 {
-        return vec![line.to_string()];
-    }
-    let mut pieces = Vec::new();
-    let mut piece = String::new();
-    for word in line.split(' ') {
-        for part in cut_word(word, budget) {
-            if !piece.is_empty() && piece.len() + 1 + part.len() > budget {
-                pieces.push(std::mem::take(&mut piece));
-            }
-            if !piece.is_empty() {
-                piece.push(' ');
-            }
-            piece.push_str(part);
-        }
-    }
-    if !piece.is_empty() {
-        pieces.push(piece);
-    }
-    pieces
-}
-
-/// A word longer than `max` bytes, cut at character boundaries.
-fn cut_word(word: &str, max: usize) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = word;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    parts.push(rest);
-    parts
 }
 
 /// The points of a model's answer: its bullet lines, or its sentences when it wrote prose;

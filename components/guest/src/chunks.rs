@@ -1,16 +1,20 @@
-//! Packing a chat's lines into chunks that fit one model call. Pure: the token counter is passed
-//! in (the host's in the component, a stand-in in the tests).
+//! A chat as lines, packed into chunks that fit one model call (small models do best on short
+//! inputs, so long chats are read a chunk at a time). Pure: the token counter is passed in
+//! ([`crate::text_tokens`] in a component, a stand-in in native tests).
+
+use crate::ChatMessage;
 
 /// `Author: text` on one line, or nothing for an empty message.
-pub fn chat_line(author: &str, text: &str) -> Option<String> {
-    let text = one_line(text);
+pub fn chat_line(message: &ChatMessage) -> Option<String> {
+    let text = one_line(&message.text);
     if text.is_empty() {
         return None;
     }
-    let author = one_line(author);
+    let author = one_line(&message.author);
     Some(if author.is_empty() { text } else { format!("{author}: {text}") })
 }
 
+/// The text with every run of whitespace (newlines too) made one space.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -65,19 +69,25 @@ fn split_long(line: &str, budget: u32, tokens: &impl Fn(&str) -> u32) -> Vec<Str
     pieces
 }
 
-/// A word longer than `max` bytes, cut at character boundaries.
+/// A word longer than `max` bytes, cut at character boundaries: pieces of at most `max` bytes,
+/// or one character when a character alone is longer.
 fn cut_word(word: &str, max: usize) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut rest = word;
     while rest.len() > max {
-        let mut cut = max.max(1);
-        while !rest.is_char_boundary(cut) {
-            cut += 1;
+        let mut cut = max;
+        while cut > 0 && !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
         }
         parts.push(&rest[..cut]);
         rest = &rest[cut..];
     }
-    parts.push(rest);
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest);
+    }
     parts
 }
 
@@ -90,11 +100,15 @@ mod tests {
         text.len() as u32
     }
 
+    fn message(author: &str, text: &str) -> ChatMessage {
+        ChatMessage { author: author.into(), text: text.into() }
+    }
+
     #[test]
     fn formats_lines_and_skips_empty_messages() {
-        assert_eq!(chat_line(" Tom ", "I'll  book\nit").as_deref(), Some("Tom: I'll book it"));
-        assert_eq!(chat_line("", "hi").as_deref(), Some("hi"));
-        assert_eq!(chat_line("Tom", "  \n"), None);
+        assert_eq!(chat_line(&message(" Tom ", "I'll  book\nit")).as_deref(), Some("Tom: I'll book it"));
+        assert_eq!(chat_line(&message("", "hi")).as_deref(), Some("hi"));
+        assert_eq!(chat_line(&message("Tom", "  \n")), None);
     }
 
     #[test]
@@ -114,5 +128,14 @@ mod tests {
         assert!(chunks.iter().all(|chunk| chunk.len() <= 30));
         let cut = pack(&["x".repeat(100)], 30, bytes);
         assert_eq!(cut.concat(), "x".repeat(100));
+    }
+
+    #[test]
+    fn cuts_words_at_character_boundaries_and_always_moves_on() {
+        assert_eq!(cut_word("ééé", 3), ["é", "é", "é"]);
+        assert_eq!(cut_word("ab😀cd", 3), ["ab", "😀", "cd"]);
+        // A budget below one character's bytes still cuts (one character a piece), never loops.
+        assert_eq!(cut_word("😀😀", 1), ["😀", "😀"]);
+        assert_eq!(cut_word("abc", 0), ["a", "b", "c"]);
     }
 }
