@@ -3,6 +3,7 @@
 //! They need the built components (`scripts/build-components`) and, for the model tests, the
 //! model (`scripts/fetch-model`); `scripts/test` does both first.
 
+mod authoring;
 mod binaries;
 mod common;
 mod components;

@@ -26,14 +26,18 @@ struct Args {
     /// Fail unless every released component has the digest policies/release.toml records.
     #[arg(long, conflicts_with = "update_policy")]
     check_policy: bool,
-    /// Where the components go (default: target/components in the checkout).
+    /// Where the components go (default: target/components under the root).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The tree whose components/ to build (default: this checkout).
+    #[arg(long)]
+    root: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
+    let root = args.root.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let root = root.canonicalize().with_context(|| format!("no directory {}", root.display()))?;
     let out = args.out.unwrap_or_else(|| root.join("target/components"));
     let names = discover(&root)?;
     build_modules(&root)?;
