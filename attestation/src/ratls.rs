@@ -9,9 +9,10 @@
 //! buffer goes out whole.
 
 use pp_vocab::session::FrameReader;
-use rustls::ConnectionCommon;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
+use rustls::{ConnectionCommon, NamedGroup};
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,8 +104,68 @@ pub fn drain<Data>(tls: &mut ConnectionCommon<Data>, out: &mut Vec<u8>) -> Resul
     Ok(())
 }
 
-/// AWS-LC's TLS primitives, made once for every session.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
+/// The key exchange a session may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyExchange {
+    /// Hybrid X25519 + ML-KEM-768 only: a session recorded today stays secret against a future
+    /// quantum computer. The device's default.
+    #[default]
+    PostQuantum,
+    /// The hybrid preferred, plain X25519 accepted: secrecy against classical computers only.
+    /// The host's (it serves a device configured for it), and a device's only if configured.
+    AllowClassical,
+}
+
+/// The hybrid post-quantum group (TLS code point 0x11ec).
+pub const POST_QUANTUM_GROUP: NamedGroup = NamedGroup::X25519MLKEM768;
+
+impl KeyExchange {
+    /// Whether a session that negotiated `group` is acceptable.
+    pub fn accepts(self, group: NamedGroup) -> bool {
+        group == POST_QUANTUM_GROUP || (self == KeyExchange::AllowClassical && group == NamedGroup::X25519)
+    }
+
+    fn groups(self) -> Vec<&'static dyn SupportedKxGroup> {
+        use rustls::crypto::aws_lc_rs::kx_group;
+        match self {
+            KeyExchange::PostQuantum => vec![kx_group::X25519MLKEM768],
+            // The hybrid first: a client offering both gets it; one offering X25519 alone gets
+            // that without a HelloRetryRequest (the session has no round trip to spare for one).
+            KeyExchange::AllowClassical => vec![kx_group::X25519MLKEM768, kx_group::X25519],
+        }
+    }
+}
+
+/// AWS-LC's TLS primitives with the groups `key_exchange` allows, made once per choice.
+pub fn provider(key_exchange: KeyExchange) -> Arc<CryptoProvider> {
+    static POST_QUANTUM: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    static ALLOW_CLASSICAL: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    let cell = match key_exchange {
+        KeyExchange::PostQuantum => &POST_QUANTUM,
+        KeyExchange::AllowClassical => &ALLOW_CLASSICAL,
+    };
+    cell.get_or_init(|| {
+        Arc::new(CryptoProvider {
+            kx_groups: key_exchange.groups(),
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        })
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_hybrid_group_is_accepted_unless_classical_is_allowed() {
+        assert!(KeyExchange::PostQuantum.accepts(POST_QUANTUM_GROUP));
+        assert!(!KeyExchange::PostQuantum.accepts(NamedGroup::X25519));
+        assert!(KeyExchange::AllowClassical.accepts(NamedGroup::X25519));
+        assert!(!KeyExchange::AllowClassical.accepts(NamedGroup::secp256r1));
+        let names = |kx: KeyExchange| provider(kx).kx_groups.iter().map(|g| g.name()).collect::<Vec<_>>();
+        assert_eq!(names(KeyExchange::PostQuantum), [POST_QUANTUM_GROUP]);
+        assert_eq!(names(KeyExchange::AllowClassical), [POST_QUANTUM_GROUP, NamedGroup::X25519]);
+    }
 }

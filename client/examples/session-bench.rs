@@ -1,11 +1,13 @@
 //! The cost of one attested session — the host's per-session key and certificate, its evidence
 //! (simulated TEE), the TLS 1.3 handshake, and the device's appraisal — beside a plain TLS 1.3
-//! handshake with a fixed certificate, in the same run, in memory (no network).
+//! handshake with a fixed certificate, in the same run, in memory (no network); and the plain
+//! handshake with the post-quantum hybrid group against X25519 alone.
 //!
 //!     cargo run --release -p pp-client --example session-bench [-- SESSIONS]
 
 use pp_attestation::attester::Attester;
 use pp_attestation::evidence::Release;
+use pp_attestation::ratls::{self, KeyExchange};
 use pp_attestation::simulated::SimulatedRoot;
 use pp_attestation::snp::PlatformPolicy;
 use pp_attestation::ReferenceValues;
@@ -40,20 +42,25 @@ fn main() {
     let host = Sessions::new(Arc::new(sandbox), Box::new(attester), policy.manifest_digest(), limits);
 
     let attested = time(sessions, |i| {
-        let (handshake, opening) = ClientHandshake::start().unwrap();
+        let (handshake, opening) = ClientHandshake::start(KeyExchange::PostQuantum).unwrap();
         let flight = host.open(&format!("bench-session-{i:08}"), &opening).unwrap();
         handshake.finish(&flight, &reference, 0).unwrap();
     });
-    let (server, client) = plain_configs();
+    let (server, client) = plain_configs(KeyExchange::PostQuantum);
     let plain = time(sessions, |_| plain_handshake(&server, &client));
+    let (server, client) = plain_configs_classical();
+    let classical = time(sessions, |_| plain_handshake(&server, &client));
 
     let profile = if cfg!(debug_assertions) { "debug build" } else { "release build" };
     println!("session setup, {sessions} sessions, in memory ({profile}):");
     print("attested (key + evidence + TLS + appraisal)", &attested);
-    print("plain TLS 1.3 handshake", &plain);
+    print("plain TLS 1.3 handshake, X25519MLKEM768", &plain);
+    print("plain TLS 1.3 handshake, X25519 (classical)", &classical);
+    let p50 = |times: &[Duration]| times[times.len() / 2].as_secs_f64();
+    println!("ratio attested / plain: {:.1}x (p50)", p50(&attested) / p50(&plain));
     println!(
-        "ratio: {:.1}x (p50)",
-        attested[attested.len() / 2].as_secs_f64() / plain[plain.len() / 2].as_secs_f64()
+        "post-quantum hybrid costs {:+.3} ms per handshake over X25519 (p50)",
+        (p50(&plain) - p50(&classical)) * 1e3
     );
 }
 
@@ -74,12 +81,26 @@ fn print(label: &str, sorted: &[Duration]) {
     println!("  {label:44} p50 {:6.2} ms   p99 {:6.2} ms", at(0.5), at(0.99));
 }
 
-fn plain_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+/// Both ends on X25519 only.
+fn plain_configs_classical() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    plain_configs_with(Arc::new(provider))
+}
+
+fn plain_configs(key_exchange: KeyExchange) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    plain_configs_with(ratls::provider(key_exchange))
+}
+
+fn plain_configs_with(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let certificate =
         rcgen::CertificateParams::new(vec!["host".to_string()]).unwrap().self_signed(&key).unwrap();
     let der = CertificateDer::from(certificate.der().to_vec());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

@@ -36,6 +36,7 @@ use crate::settings::{Refusal as SettingsRefusal, Settings, SettingsError};
 use crate::tokens::{SpendableToken, TokenError, TokenSettings, TokenSupply};
 use crate::transport::{KeysSource, Transport, TransportConfig, TransportError};
 use pp_attestation::evidence::Release;
+pub use pp_attestation::ratls::KeyExchange;
 use pp_attestation::simulated::SimulatedRootPublic;
 use pp_attestation::snp::{MinimumTcb, PlatformPolicy, PlatformPolicyError, Product};
 use pp_attestation::{AttestationError, ReferenceValues, TeeKind};
@@ -75,6 +76,10 @@ pub struct DeviceConfig {
     /// refused.
     #[serde(default)]
     pub platform: PlatformSettings,
+    /// The TLS key exchange with the host: "post-quantum" (X25519MLKEM768 only, the default) or
+    /// "allow-classical" (X25519 too, for a host without ML-KEM).
+    #[serde(default)]
+    pub key_exchange: KeyExchange,
 }
 
 /// The `[platform]` table of `device.toml`: the app vendor's pin on the host's hardware.
@@ -320,7 +325,9 @@ impl Device {
     }
 
     fn session<'a>(&'a self, reference: &'a ReferenceValues) -> AttestedSession<'a> {
-        AttestedSession::new(&self.transport, reference).with_progress(&*self.progress)
+        AttestedSession::new(&self.transport, reference)
+            .with_progress(&*self.progress)
+            .with_key_exchange(self.config.key_exchange)
     }
 
     /// The gateway's keys: the agreed set held while fresh, else fetched from every mirror.
@@ -587,6 +594,7 @@ fn receipt(
             witnesses: view.checkpoint.witnesses.clone(),
         }),
         token_key_id: token.key_id.clone(),
+        key_exchange: verified.key_exchange.clone(),
         relay: relay.into(),
         retried,
     }

@@ -31,6 +31,9 @@ pub struct Receipt {
     pub ledger: Option<LedgerEvidence>,
     /// The issuer key the spent token was signed under (the token itself is not kept).
     pub token_key_id: String,
+    /// The TLS group the session's keys came from ("X25519MLKEM768": post-quantum hybrid).
+    #[serde(default)]
+    pub key_exchange: String,
     pub relay: String,
     /// True when a first attempt failed and the request went to a fresh session.
     pub retried: bool,
@@ -239,6 +242,11 @@ impl Receipt {
         }
         text +=
             "  • the session's TLS key was bound to that evidence and to a fresh nonce from this device\n";
+        text += &match self.key_exchange.as_str() {
+            "X25519MLKEM768" => "  • the session's keys came from the post-quantum hybrid X25519MLKEM768: a recording of\n    it stays secret even against a future quantum computer\n".to_string(),
+            "" => String::new(),
+            other => format!("  • the session's keys came from {other}, a CLASSICAL key exchange (this device allows it):\n    a future quantum computer could decrypt a recording of it\n"),
+        };
         text += &format!(
             "\nThe request went through the relay {} (which saw this device's address, not the content)\nto the gateway (which saw the content's size, not this device's address), with one anonymous\ntoken under issuer key {}… (the issuer cannot link it to this account).\n",
             self.relay,
@@ -298,6 +306,7 @@ mod tests {
                 witnesses: vec!["w1".into(), "w2".into()],
             }),
             token_key_id: "ef".repeat(32),
+            key_exchange: "X25519MLKEM768".into(),
             relay: "http://relay".into(),
             retried: false,
         }

@@ -7,7 +7,7 @@
 
 use crate::tokens::SpendableToken;
 use crate::transport::{InnerRequest, Transport, TransportError};
-use pp_attestation::ratls::{self, RecordError};
+use pp_attestation::ratls::{self, KeyExchange, RecordError};
 use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
 use pp_plaintext::{FeatureRequest, FeatureResponse};
 use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
@@ -26,6 +26,8 @@ pub enum SessionError {
     Host { status: u16, detail: String },
     #[error("TLS with the host failed: {0}")]
     Tls(String),
+    #[error("the host's TLS key exchange was {0}, not the post-quantum X25519MLKEM768 this device requires (key_exchange = \"allow-classical\" in device.toml accepts it)")]
+    ClassicalKeyExchange(String),
     #[error("the host sent no evidence in its first answer")]
     NoEvidence,
     #[error("attestation failed, nothing was sent: {0}")]
@@ -42,17 +44,26 @@ pub enum SessionError {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub attestation: AttestationResult,
+    /// The TLS group the session's keys came from, e.g. "X25519MLKEM768".
+    pub key_exchange: String,
 }
 
 pub struct AttestedSession<'a> {
     transport: &'a Transport,
     reference: &'a ReferenceValues,
     progress: Option<&'a (dyn Fn(&str) + Send + Sync)>,
+    key_exchange: KeyExchange,
 }
 
 impl<'a> AttestedSession<'a> {
     pub fn new(transport: &'a Transport, reference: &'a ReferenceValues) -> Self {
-        AttestedSession { transport, reference, progress: None }
+        AttestedSession { transport, reference, progress: None, key_exchange: KeyExchange::default() }
+    }
+
+    /// The key exchange the session insists on (default: post-quantum only).
+    pub fn with_key_exchange(mut self, key_exchange: KeyExchange) -> Self {
+        self.key_exchange = key_exchange;
+        self
     }
 
     /// Told when the evidence has been verified and the request is about to leave.
@@ -70,7 +81,7 @@ impl<'a> AttestedSession<'a> {
         now: i64,
     ) -> Result<(FeatureResponse, Verified), SessionError> {
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let (handshake, opening) = ClientHandshake::start()?;
+        let (handshake, opening) = ClientHandshake::start(self.key_exchange)?;
         let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
         let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
         if let Some(progress) = self.progress {
@@ -117,6 +128,7 @@ pub struct ClientHandshake {
     tls: ClientConnection,
     nonce: [u8; NONCE_BYTES],
     certificate: Arc<Mutex<Option<Vec<u8>>>>,
+    key_exchange: KeyExchange,
 }
 
 /// A session whose host passed attestation.
@@ -126,14 +138,15 @@ pub struct VerifiedSession {
 }
 
 impl ClientHandshake {
-    pub fn start() -> Result<(Self, Vec<u8>), SessionError> {
+    /// The opening of a session whose keys come from `key_exchange`'s groups only.
+    pub fn start(key_exchange: KeyExchange) -> Result<(Self, Vec<u8>), SessionError> {
         let nonce: [u8; NONCE_BYTES] = rand::random();
         let certificate = Arc::new(Mutex::new(None));
-        let mut tls =
-            ClientConnection::new(client_config(certificate.clone()), server_name()).map_err(tls_error)?;
+        let config = client_config(certificate.clone(), key_exchange);
+        let mut tls = ClientConnection::new(config, server_name()).map_err(tls_error)?;
         let mut opening = nonce.to_vec();
         ratls::drain(&mut tls, &mut opening)?;
-        Ok((ClientHandshake { tls, nonce, certificate }, opening))
+        Ok((ClientHandshake { tls, nonce, certificate, key_exchange }, opening))
     }
 
     /// Completes the handshake with the host's flight and appraises the evidence in it.
@@ -145,6 +158,7 @@ impl ClientHandshake {
     ) -> Result<(VerifiedSession, Verified), SessionError> {
         let mut plaintext = FrameReader::default();
         ratls::feed(&mut self.tls, flight, &mut plaintext)?;
+        let key_exchange = self.negotiated_group()?;
         let evidence = plaintext
             .next_frame()
             .map_err(|e| SessionError::Malformed(e.to_string()))?
@@ -157,7 +171,22 @@ impl ClientHandshake {
             .clone()
             .ok_or(SessionError::NoEvidence)?;
         let attestation = appraise(&evidence, reference, &binding(&self.nonce, &certificate), now)?;
-        Ok((VerifiedSession { tls: self.tls, plaintext }, Verified { attestation }))
+        Ok((VerifiedSession { tls: self.tls, plaintext }, Verified { attestation, key_exchange }))
+    }
+
+    /// The group the handshake used, refused unless this device's setting allows it (rustls
+    /// already keeps to the offered groups: this names the outcome, and guards a change there).
+    fn negotiated_group(&self) -> Result<String, SessionError> {
+        let group = self
+            .tls
+            .negotiated_key_exchange_group()
+            .ok_or_else(|| SessionError::Tls("the handshake did not finish".into()))?
+            .name();
+        let name = format!("{group:?}");
+        if !self.key_exchange.accepts(group) {
+            return Err(SessionError::ClassicalKeyExchange(name));
+        }
+        Ok(name)
     }
 }
 
@@ -198,8 +227,8 @@ fn server_name() -> ServerName<'static> {
     ServerName::try_from("private-processing-host").expect("a valid name")
 }
 
-fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<ClientConfig> {
-    let provider = ratls::provider();
+fn client_config(certificate: Arc<Mutex<Option<Vec<u8>>>>, key_exchange: KeyExchange) -> Arc<ClientConfig> {
+    let provider = ratls::provider(key_exchange);
     let verifier = Arc::new(EvidenceBoundCertificate { provider: provider.clone(), seen: certificate });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -268,5 +297,56 @@ fn tls_error(error: rustls::Error) -> SessionError {
 impl From<RecordError> for SessionError {
     fn from(error: RecordError) -> Self {
         SessionError::Tls(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ServerConfig, ServerConnection};
+
+    /// A host whose TLS offers only `groups`.
+    fn host_with(groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>) -> ServerConnection {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["private-processing-host".to_string()]).unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: groups,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        };
+        let config = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        ServerConnection::new(Arc::new(config)).unwrap()
+    }
+
+    /// What `host` makes of the device's opening: the group it chose, or its error.
+    fn host_reads(mut host: ServerConnection, key_exchange: KeyExchange) -> Result<NamedGroup, String> {
+        let (_handshake, opening) = ClientHandshake::start(key_exchange).unwrap();
+        let mut hello = &opening[NONCE_BYTES..];
+        host.read_tls(&mut hello).unwrap();
+        host.process_new_packets().map_err(|e| e.to_string())?;
+        Ok(host.negotiated_key_exchange_group().expect("chosen on the ClientHello").name())
+    }
+
+    use rustls::crypto::aws_lc_rs::kx_group;
+    use rustls::NamedGroup;
+
+    #[test]
+    fn the_device_offers_only_the_post_quantum_hybrid_unless_configured() {
+        let classical_host = || host_with(vec![kx_group::X25519]);
+        let refused = host_reads(classical_host(), KeyExchange::PostQuantum).unwrap_err();
+        assert!(refused.contains("PeerIncompatible") || refused.contains("NoKxGroupsInCommon"), "{refused}");
+        assert_eq!(host_reads(classical_host(), KeyExchange::AllowClassical), Ok(NamedGroup::X25519));
+        // Both offered, the hybrid wins, with no HelloRetryRequest (no round trip to spare).
+        let host = host_with(vec![kx_group::X25519MLKEM768, kx_group::X25519]);
+        assert_eq!(host_reads(host, KeyExchange::AllowClassical), Ok(NamedGroup::X25519MLKEM768));
     }
 }

@@ -212,6 +212,9 @@ async fn a_host_killed_mid_request_costs_one_retry_on_another_host() {
     let ledger_evidence = receipt.ledger.as_ref().expect("a ledger entry");
     assert_eq!((ledger_evidence.entry, ledger_evidence.witnesses.len()), (0, 2));
     assert!(receipt.simulated && receipt.explain().contains("SIMULATED"));
+    // Through relay, gateway and a real host: the session's keys came from the post-quantum hybrid.
+    assert_eq!(receipt.key_exchange, "X25519MLKEM768");
+    assert!(receipt.explain().contains("post-quantum hybrid X25519MLKEM768"));
     // Only the component that served the request, with its digest from the manifest.
     let components: Vec<&str> = receipt.components.iter().map(|(file, _)| file.as_str()).collect();
     assert_eq!(components, ["summarize.wasm"]);

@@ -6,6 +6,7 @@
 //! them); the ledger grows across its own and the witnesses' restarts and every checkpoint stays
 //! consistent with the one a device saw before.
 
+use pp_client::device::KeyExchange;
 use pp_client::device::{Device, DeviceConfig, DeviceError};
 use pp_client::ledger::LedgerClient;
 use pp_client::session::{ClientHandshake, SessionError};
@@ -163,7 +164,7 @@ enum Opening {
 }
 
 async fn open_with(transport: &Transport, token: &SpendableToken) -> Opening {
-    let (_handshake, opening) = ClientHandshake::start().unwrap();
+    let (_handshake, opening) = ClientHandshake::start(KeyExchange::PostQuantum).unwrap();
     let request = InnerRequest {
         path: OPEN_PATH.into(),
         headers: vec![

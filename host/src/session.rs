@@ -184,7 +184,8 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
     let certificate = params.self_signed(&key).map_err(|e| SessionError::Tls(e.to_string()))?;
     let certificate_der = certificate.der().to_vec();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = ServerConfig::builder_with_provider(ratls::provider())
+    // Post-quantum hybrid preferred; X25519 still served to a device configured to allow it.
+    let mut config = ServerConfig::builder_with_provider(ratls::provider(ratls::KeyExchange::AllowClassical))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
         .with_no_client_auth()

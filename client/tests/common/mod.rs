@@ -759,6 +759,7 @@ impl Stack {
             accept_simulated_insecure_root: Some(hex::encode(&host.root_public.0)),
             tokens: self.token_settings(),
             platform: Default::default(),
+            key_exchange: Default::default(),
         }
     }
 }
