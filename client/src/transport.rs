@@ -182,7 +182,8 @@ impl Transport {
     }
 
     async fn attempt(&self, keys: &[u8], request: &InnerRequest) -> Result<Attempt, TransportError> {
-        let sender = ohttp::ClientRequest::from_encoded_config_list(keys)
+        let mut config = preferred_config(keys)?;
+        let sender = ohttp::ClientRequest::from_config(&mut config)
             .map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
         let (sealed, opener) =
             sender.encapsulate(&encode(request)?).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
@@ -223,6 +224,25 @@ fn is_key_problem(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|problem| problem["type"] == KEY_PROBLEM_TYPE)
 }
 
+/// HPKE's id for X-Wing (ML-KEM-768 + X25519), the post-quantum hybrid KEM.
+pub const X_WING_KEM_ID: u16 = 0x647a;
+
+/// The gateway configuration to seal to: its X-Wing one (a recorded request then stays secret
+/// against a future quantum computer) when it publishes one, else the first it lists.
+pub fn preferred_config(list: &[u8]) -> Result<ohttp::KeyConfig, TransportError> {
+    let mut configs =
+        ohttp::KeyConfig::decode_list(list).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+    // An encoded configuration starts with its key id (1 byte) and its KEM id (2 bytes).
+    let kem = |config: &ohttp::KeyConfig| {
+        config.encode().ok().map(|bytes| u16::from_be_bytes([bytes[1], bytes[2]]))
+    };
+    let chosen = configs.iter().position(|config| kem(config) == Some(X_WING_KEM_ID)).unwrap_or(0);
+    if configs.is_empty() {
+        return Err(TransportError::BadKeyConfig("the list is empty".into()));
+    }
+    Ok(configs.swap_remove(chosen))
+}
+
 fn encode(request: &InnerRequest) -> Result<Vec<u8>, TransportError> {
     let mut message = bhttp::Message::request(
         b"POST".to_vec(),
@@ -260,4 +280,31 @@ fn decode(inner: &[u8]) -> Result<InnerResponse, TransportError> {
         })
         .collect();
     Ok(InnerResponse { status, headers, body: message.content().to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ohttp::hpke::{Aead, Kdf, Kem};
+    use ohttp::{KeyConfig, SymmetricSuite};
+
+    fn list(kems: &[(u8, Kem)]) -> Vec<u8> {
+        let suites = || vec![SymmetricSuite::new(Kdf::HkdfSha256, Aead::Aes128Gcm)];
+        let configs: Vec<KeyConfig> =
+            kems.iter().map(|&(id, kem)| KeyConfig::new(id, kem, suites()).unwrap()).collect();
+        KeyConfig::encode_list(&configs).unwrap()
+    }
+
+    fn chosen(list: &[u8]) -> u8 {
+        preferred_config(list).unwrap().encode().unwrap()[0]
+    }
+
+    #[test]
+    fn the_device_seals_to_the_x_wing_configuration_wherever_it_is_listed() {
+        assert_eq!(chosen(&list(&[(1, Kem::X25519Sha256), (2, Kem::XWing)])), 2);
+        assert_eq!(chosen(&list(&[(2, Kem::XWing), (1, Kem::X25519Sha256)])), 2);
+        // A gateway without X-Wing still works.
+        assert_eq!(chosen(&list(&[(5, Kem::X25519Sha256)])), 5);
+        assert!(matches!(preferred_config(&[]), Err(TransportError::BadKeyConfig(_))));
+    }
 }

@@ -214,6 +214,11 @@ async fn a_host_killed_mid_request_costs_one_retry_on_another_host() {
     assert!(receipt.simulated && receipt.explain().contains("SIMULATED"));
     // Through relay, gateway and a real host: the session's keys came from the post-quantum hybrid.
     assert_eq!(receipt.key_exchange, "X25519MLKEM768");
+    // And every request was sealed to the gateway's X-Wing configuration (KEM 0x647a), not its
+    // X25519 one: the OHTTP layer is post-quantum too.
+    let sealed: Vec<Vec<u8>> = http_requests(&stack.relay_wire.up()).into_iter().map(|r| r.body).collect();
+    assert!(sealed.len() >= 3, "{} requests crossed the relay", sealed.len());
+    assert!(sealed.iter().all(|body| body[1..3] == [0x64, 0x7a]), "a request sealed to another KEM");
     assert!(receipt.explain().contains("post-quantum hybrid X25519MLKEM768"));
     // Only the component that served the request, with its digest from the manifest.
     let components: Vec<&str> = receipt.components.iter().map(|(file, _)| file.as_str()).collect();

@@ -4,14 +4,22 @@
 //! published key configuration by a key directory, seals a request that opens the same way and
 //! opens the RFC's response sealed to it.
 //!
+//! Last, the same written-out client, sealing to the X25519 configuration the gateway publishes
+//! beside its X-Wing one, is answered through the real relay and gateway.
+//!
 //! (The `ohttp` crate derives keys from seeds and cannot import the RFC's raw private key, so the
 //! receiving side here is the RFC's computation written out with the same HPKE library, checked
 //! against the RFC's own vectors first.)
 
+mod common;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Nonce};
 use hkdf::Hkdf;
-use hpke::{aead::AesGcm128, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem, OpModeR};
+use hpke::{
+    aead::AesGcm128, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem, OpModeR, OpModeS,
+    Serializable,
+};
 use sha2::Sha256;
 use std::io::Cursor;
 
@@ -166,4 +174,64 @@ async fn the_device_transport_seals_to_the_published_key_configuration_and_opens
     assert_eq!(message.control().path(), Some(&b"/session/open"[..]));
     assert_eq!(message.header().get(b"pp-session"), Some(&b"0123"[..]));
     assert_eq!(message.content(), b"canary-rfc9458");
+}
+
+/// The configurations of an `application/ohttp-keys` list, each as (key id, KEM id, its bytes).
+fn key_configs(mut list: &[u8]) -> Vec<(u8, u16, Vec<u8>)> {
+    let mut configs = Vec::new();
+    while list.len() >= 2 {
+        let length = usize::from(u16::from_be_bytes([list[0], list[1]]));
+        let config = list[2..2 + length].to_vec();
+        configs.push((config[0], u16::from_be_bytes([config[1], config[2]]), config));
+        list = &list[2 + length..];
+    }
+    configs
+}
+
+#[tokio::test]
+async fn an_rfc9458_client_using_the_gateways_x25519_configuration_is_answered_through_the_relay() {
+    let stack = common::start_with_hosts(vec!["http://127.0.0.1:9/".into()], |_| {}).await;
+    let list = reqwest::get(&stack.key_url).await.unwrap().bytes().await.unwrap();
+    let configs = key_configs(&list);
+    let kems: Vec<u16> = configs.iter().map(|(_, kem, _)| *kem).collect();
+    assert_eq!(kems, [0x647a, 0x0020], "X-Wing first (devices take it), X25519 beside it");
+    let (key_id, _, config) = &configs[1];
+
+    // RFC 9458 §4.3, sending side, written out: header, HPKE to the config's X25519 key.
+    let header =
+        [&[*key_id][..], &0x0020u16.to_be_bytes(), &1u16.to_be_bytes(), &1u16.to_be_bytes()].concat();
+    let public = <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(&config[3..35]).unwrap();
+    let info = [&b"message/bhttp request\0"[..], &header].concat();
+    let (enc, mut context) =
+        hpke::setup_sender::<AesGcm128, HkdfSha256, X25519HkdfSha256>(&OpModeS::Base, &public, &info)
+            .unwrap();
+    let mut message = bhttp::Message::request(
+        b"POST".to_vec(),
+        b"https".to_vec(),
+        b"gateway".to_vec(),
+        b"/session/open".to_vec(),
+    );
+    message.put_header("pp-session", "rfc9458-client-0001");
+    message.write_content(b"no token here");
+    let mut request = Vec::new();
+    message.write_bhttp(bhttp::Mode::KnownLength, &mut request).unwrap();
+    let sealed = context.seal(&request, b"").unwrap();
+    let mut secret = vec![0u8; 16];
+    context.export(b"message/bhttp response", &mut secret).unwrap();
+    let enc = enc.to_bytes().to_vec();
+
+    let answer = reqwest::Client::new()
+        .post(&stack.relay_url)
+        .header("content-type", "message/ohttp-req")
+        .body([&header[..], &enc, &sealed].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "the relay and gateway accepted the encapsulated request");
+    let response = open_response(&enc, &secret, &answer.bytes().await.unwrap());
+    let response = bhttp::Message::read_bhttp(&mut Cursor::new(&response)).unwrap();
+    // The gateway opened it and answered inside the encapsulation: no token, so refused by name.
+    let status = response.control().status().unwrap().code();
+    assert_eq!(status, 401, "{:?}", String::from_utf8_lossy(response.content()));
+    assert_eq!(response.header().get(b"pp-token-refusal"), Some(&b"token-missing"[..]));
 }
