@@ -348,3 +348,58 @@ async fn a_canary_sent_in_a_request_is_in_no_log_no_file_and_no_wire_of_any_othe
         assert!(!contains(&bytes, canary.as_bytes()), "{} on the device keeps the canary", path.display());
     }
 }
+
+/// The body sizes of every `every`-th HTTP message in `bytes` (one direction of a wire), from `offset`.
+fn sizes(bytes: &[u8], every: usize, offset: usize) -> Vec<usize> {
+    http_requests(bytes).iter().skip(offset).step_by(every).map(|message| message.body.len()).collect()
+}
+
+#[tokio::test]
+async fn the_relay_and_the_gateway_see_bucket_sizes_not_lengths() {
+    let root = SimulatedRoot::generate();
+    let host = attested_host(&root, |a| Box::new(a)).await;
+    let (urls, host_wires) = spied_hosts(&[&host]).await;
+    let stack = start_with_hosts(urls, |_| {}).await;
+    let ledger = start_ledger(1, None).await;
+    ledger.record_release(host.measurement).await;
+    let mut device =
+        Device::open(stack.device_config(Some(ledger.settings(1)), &host), &stack.device_dir).unwrap();
+    device.opt_in().unwrap();
+    // Catch-ups of one message of 20 to 600 bytes (one bucket), then of 3,000 (another); their
+    // answers quote the message, cut at 200 bytes, so are of different lengths in one bucket.
+    let mut answers = Vec::new();
+    for length in [20, 200, 600, 3000] {
+        let text: String = "word ".repeat(length / 5);
+        let request = pp_plaintext::FeatureRequest::new("catch-up")
+            .messages("chat", chat(text.trim()))
+            .text("reader", "Sam");
+        answers.push(device.run(&request, None).await.unwrap().response.text().len());
+    }
+    assert!(answers[0] < answers[1] && answers[1] < answers[2], "answers of different lengths: {answers:?}");
+
+    // Device → relay: each request is an open step then a records step (OHTTP hides which).
+    let relay_up = stack.relay_wire.up();
+    let (opens, records) = (sizes(&relay_up, 2, 0), sizes(&relay_up, 2, 1));
+    assert_eq!(records.len(), 4, "four records steps crossed the relay");
+    assert!(opens.iter().all(|&s| s == opens[0]), "session openings differ in size: {opens:?}");
+    assert!(records[..3].iter().all(|&s| s == records[0]), "one bucket, one size: {records:?}");
+    assert!(records[3] > records[0], "a longer request in a larger bucket: {records:?}");
+    let relay_down = stack.relay_wire.down();
+    let answered = sizes(&relay_down, 2, 1);
+    assert!(answered.iter().all(|&s| s == answered[0]), "answers differ in size: {answered:?}");
+
+    // Gateway ↔ host: the TLS records, by path.
+    let wire = &host_wires[0];
+    let to_host: Vec<usize> = http_requests(&wire.up())
+        .iter()
+        .filter(|r| r.line.contains(pp_vocab::session::RECORDS_PATH))
+        .map(|r| r.body.len())
+        .collect();
+    assert_eq!((to_host[0], to_host[1], to_host[2]), (to_host[0], to_host[0], to_host[0]), "{to_host:?}");
+    let from_host = sizes(&wire.down(), 2, 1);
+    assert!(
+        from_host.iter().all(|&s| s == from_host[0]),
+        "answers differ in size at the host: {from_host:?}"
+    );
+    eprintln!("relay sees requests {records:?}, answers {answered:?}; answers were {answers:?} bytes");
+}

@@ -8,7 +8,10 @@
 //! 2. The device checks the evidence, and only then sends `POST /session/records`: its Finished
 //!    and the framed request. The host answers with the framed response and ends the session.
 //!
-//! Inside TLS, each message is a frame: a 4-byte big-endian length, then the bytes.
+//! Inside TLS, each message is a frame: a 4-byte big-endian length L, then L bytes: the message's
+//! own 4-byte length, the message, and zeros up to a bucket size ([`padded_size`]). So the relay,
+//! the gateway and anyone on the wire see which bucket a request or answer falls in, not its
+//! length (THREAT_MODEL.md says what still shows).
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -25,8 +28,22 @@ pub fn valid_session_id(id: &[u8]) -> bool {
     SESSION_ID_CHARS.contains(&id.len())
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
-/// No frame is larger (a request, a response or evidence).
+/// No frame is larger (a request, a response or evidence), padding included.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The smallest padded frame: most answers and short requests look alike.
+pub const MIN_PADDED_BYTES: usize = 1 << 10;
+
+/// The size on the wire (header included) of a frame holding `payload` bytes: the next power of
+/// two at or above [`MIN_PADDED_BYTES`], at most the largest frame (a payload beyond it is not
+/// padded, and the reader refuses it).
+pub fn padded_size(payload: usize) -> usize {
+    let needed = payload.saturating_add(8);
+    let largest = 4 + MAX_FRAME_BYTES;
+    if needed > largest {
+        return needed;
+    }
+    needed.next_power_of_two().clamp(MIN_PADDED_BYTES, largest)
+}
 
 /// The value a host's evidence binds for one session: the device's fresh nonce and the
 /// certificate the host proved it holds the key of in this TLS handshake.
@@ -38,11 +55,14 @@ pub fn binding(nonce: &[u8; NONCE_BYTES], certificate_der: &[u8]) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// The payload with its length in front, in a buffer wiped when dropped (it holds plaintext).
+/// The payload framed and padded, in a buffer wiped when dropped (it holds plaintext).
 pub fn frame(payload: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
-    let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(4 + payload.len()));
+    let size = padded_size(payload.len());
+    let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(size));
+    framed.extend_from_slice(&((size - 4) as u32).to_be_bytes());
     framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     framed.extend_from_slice(payload);
+    framed.resize(size, 0);
     framed
 }
 
@@ -50,6 +70,10 @@ pub fn frame(payload: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
 pub enum FrameError {
     #[error("a frame of {0} bytes is over the limit of {MAX_FRAME_BYTES}")]
     TooLarge(usize),
+    #[error("a frame of {frame} bytes says it holds a message of {message}")]
+    BadLength { frame: usize, message: usize },
+    #[error("a frame's padding holds a non-zero byte at offset {0}")]
+    NonZeroPadding(usize),
 }
 
 /// Collects plaintext until whole frames are there.
@@ -73,7 +97,19 @@ impl FrameReader {
         if self.buffer.len() < 4 + length {
             return Ok(None);
         }
-        let frame = self.buffer[4..4 + length].to_vec();
+        let body = &self.buffer[4..4 + length];
+        let Some(header) = body.get(..4) else {
+            return Err(FrameError::BadLength { frame: length, message: 0 });
+        };
+        let message = u32::from_be_bytes(header.try_into().expect("4 bytes")) as usize;
+        if message > length - 4 {
+            return Err(FrameError::BadLength { frame: length, message });
+        }
+        // Zeros only: padding is no channel for a sender to say more than its message.
+        if let Some(at) = body[4 + message..].iter().position(|&b| b != 0) {
+            return Err(FrameError::NonZeroPadding(4 + message + at));
+        }
+        let frame = body[4..4 + message].to_vec();
         // The frame's bytes are wiped in place before the rest moves down over them (and the
         // whole capacity is wiped on drop).
         self.buffer[..4 + length].zeroize();
@@ -98,12 +134,43 @@ mod tests {
         let both = [frame(b"hello").to_vec(), frame(b"").to_vec()].concat();
         reader.push(&both[..3]);
         assert_eq!(reader.next_frame(), Ok(None));
-        reader.push(&both[3..]);
+        reader.push(&both[3..1000]);
+        assert_eq!(reader.next_frame(), Ok(None), "not before its padding has arrived");
+        reader.push(&both[1000..]);
         assert_eq!(reader.next_frame(), Ok(Some(b"hello".to_vec())));
         assert_eq!(reader.next_frame(), Ok(Some(Vec::new())));
         assert_eq!(reader.next_frame(), Ok(None));
         reader.push(&u32::MAX.to_be_bytes());
         assert_eq!(reader.next_frame(), Err(FrameError::TooLarge(u32::MAX as usize)));
+    }
+
+    #[test]
+    fn frames_are_padded_to_a_few_sizes() {
+        for (payload, size) in
+            [(0, 1024), (1016, 1024), (1017, 2048), (3000, 4096), (MAX_FRAME_BYTES - 4, MAX_FRAME_BYTES + 4)]
+        {
+            assert_eq!(padded_size(payload), size, "{payload}");
+            assert_eq!(frame(&vec![7; payload]).len(), size, "{payload}");
+        }
+        let sizes: std::collections::BTreeSet<usize> = (0..200_000).step_by(997).map(padded_size).collect();
+        assert_eq!(sizes.len(), 9, "1 KiB to 256 KiB: {sizes:?}");
+    }
+
+    #[test]
+    fn a_frame_with_a_lying_length_or_non_zero_padding_is_refused() {
+        let read = |bytes: &[u8]| {
+            let mut reader = FrameReader::default();
+            reader.push(bytes);
+            reader.next_frame()
+        };
+        let mut padded = frame(b"hello").to_vec();
+        assert_eq!(read(&padded), Ok(Some(b"hello".to_vec())));
+        padded[600] = 1;
+        assert_eq!(read(&padded), Err(FrameError::NonZeroPadding(596)));
+        let mut lying = frame(b"hello").to_vec();
+        lying[4..8].copy_from_slice(&5000u32.to_be_bytes());
+        assert_eq!(read(&lying), Err(FrameError::BadLength { frame: 1020, message: 5000 }));
+        assert_eq!(read(&[0, 0, 0, 2, 0, 0]), Err(FrameError::BadLength { frame: 2, message: 0 }));
     }
 
     #[test]
