@@ -7,6 +7,7 @@
 //!   manifest, and its appraisal against reference values;
 //! - [`snp`]: AMD SEV-SNP report verification, up to AMD's root, with one error per check;
 //! - [`tdx`]: Intel TDX quote verification against Intel's collateral, offline;
+//! - [`gpu`]: NVIDIA Hopper GPU attestation reports (SPDM), verified offline to NVIDIA's root;
 //! - [`simulated`]: the simulated TEE for machines without SEV-SNP (insecure, always flagged);
 //! - [`ratls`]: the TLS record pump of an attested session, for host and device alike;
 //! - [`attester`]: producing evidence on the host (simulated, or SEV-SNP through configfs-tsm).
@@ -15,6 +16,7 @@
 
 pub mod attester;
 pub mod evidence;
+pub mod gpu;
 pub mod ratls;
 pub mod simulated;
 pub mod snp;
