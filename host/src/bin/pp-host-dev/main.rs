@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod bench;
+mod eval;
 
 #[derive(Parser)]
 #[command(
@@ -96,6 +97,22 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Score the features on an evaluation set (examples/eval/: requests with the facts a good
+    /// answer keeps and the ones it must not state), beside a naive one-prompt baseline, on the
+    /// real model. Prints a table per feature and split.
+    Eval {
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// The evaluation set's directory.
+        #[arg(long, default_value = "examples/eval")]
+        cases: PathBuf,
+        /// Only this feature's cases.
+        #[arg(long)]
+        feature: Option<String>,
+        /// Print every answer (component and baseline) too.
+        #[arg(long)]
+        show: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +178,16 @@ pub struct ModelArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { release, json, requests } => run(&release, json, &requests),
+        Command::Eval { release, cases, feature, show } => {
+            let policy = ReleasePolicy::load(&release.policy)?;
+            let generator = load_generator(&release.model, &policy)?;
+            let components = ArtifactDir::open(&release.components)?;
+            // The host's own log lines would drown the table: counted, not printed.
+            let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(MemorySink::default())));
+            let sandbox = Sandbox::load(&policy, &components, generator.clone(), log)
+                .context("loading the components (build them with `scripts/build-components`)")?;
+            eval::run(&sandbox, generator, &cases, feature.as_deref(), show)
+        }
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
             component_test(&component, &input, &model, &policy)
         }
