@@ -237,7 +237,7 @@ fn style_ok(style: &str, draft: &str, answer: &str, facts_right: bool) -> bool {
 }
 
 /// Numbers, capitalized names (not starting a sentence) and day names in `answer` that `input`
-/// does not have.
+/// does not have (a name counts as there when the input contains it anywhere, even in a word).
 fn invented(input: &str, answer: &str) -> Vec<String> {
     const DAYS: &[&str] = &[
         "monday",
@@ -250,7 +250,8 @@ fn invented(input: &str, answer: &str) -> Vec<String> {
         "tomorrow",
         "tonight",
     ];
-    let input_words: std::collections::BTreeSet<String> = words(input).split(' ').map(String::from).collect();
+    // A word of the input's, or part of one ("PM" of "3pm"): not invented.
+    let input_lower = input.to_lowercase();
     let input_digits: std::collections::BTreeSet<String> =
         input.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).map(String::from).collect();
     let mut found = Vec::new();
@@ -270,7 +271,7 @@ fn invented(input: &str, answer: &str) -> Vec<String> {
             && bare != "I";
         if (name || DAYS.contains(&lower.as_str()))
             && !lower.chars().any(|c| c.is_ascii_digit())
-            && !input_words.contains(&lower)
+            && !input_lower.contains(&lower)
         {
             found.push(bare.clone());
         }
@@ -401,4 +402,43 @@ fn print_table(tallies: &BTreeMap<(String, String, &str), Tally>) {
         );
     }
     println!("recall: must-facts kept (errors count as lost); invented, stale, unchanged: totals; chars, calls, tokens: per answer");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(request: serde_json::Value, must: serde_json::Value, must_not: &[&str]) -> Case {
+        let file: CaseFile = serde_json::from_value(serde_json::json!({
+            "split": "tuning", "request": request, "must": must, "must_not": must_not
+        }))
+        .unwrap();
+        let request = FeatureRequest::from_json(&serde_json::to_vec(&file.request).unwrap()).unwrap();
+        Case { name: "test".into(), file, request }
+    }
+
+    #[test]
+    fn facts_kept_stale_and_invented_are_counted() {
+        let chat = serde_json::json!({"feature": "any", "parts": {"chat": [
+            {"author": "Maya", "text": "Picnic at 11am on Saturday"},
+            {"author": "Tom", "text": "Rain: move it to Sunday at 1pm"}
+        ]}});
+        let case = case(chat, serde_json::json!(["sunday", ["1pm", "1 pm"]]), &["11am"]);
+        let good = score(&case, "- The picnic moved to Sunday at 1 PM.");
+        assert_eq!((good.kept, good.stale, good.invented.len()), (2, 0, 0));
+        let bad = score(&case, "- Picnic at 11am on Saturday with Lena, 20 people.");
+        assert_eq!((bad.kept, bad.stale), (0, 1));
+        assert_eq!(bad.invented, ["20", "Lena"]);
+    }
+
+    #[test]
+    fn styles_and_unchanged_drafts_are_checked() {
+        let draft = serde_json::json!({"feature": "any", "parts": {"draft": "hey u coming at 5?"}, "params": {"style": "formal"}});
+        let case = case(draft, serde_json::json!(["5"]), &[]);
+        assert_eq!(score(&case, "Will you be coming at 5?").style, Some(true));
+        assert_eq!(score(&case, "Hey, u coming at 5?").style, Some(false));
+        assert!(score(&case, "Hey u coming at 5").unchanged);
+        assert!(style_ok("concise", "a long draft here", "short", true));
+        assert!(!style_ok("friendly", "x", "Noted.", true));
+    }
 }
