@@ -268,7 +268,8 @@ fn invented(input: &str, answer: &str) -> Vec<String> {
         let name = bare.chars().next().is_some_and(char::is_uppercase)
             && !sentence_start
             && bare.len() > 1
-            && bare != "I";
+            && bare != "I"
+            && !bare.starts_with("I'");
         if (name || DAYS.contains(&lower.as_str()))
             && !lower.chars().any(|c| c.is_ascii_digit())
             && !input_lower.contains(&lower)
@@ -429,6 +430,7 @@ mod tests {
         let bad = score(&case, "- Picnic at 11am on Saturday with Lena, 20 people.");
         assert_eq!((bad.kept, bad.stale), (0, 1));
         assert_eq!(bad.invented, ["20", "Lena"]);
+        assert!(score(&case, "Then I'll be at Sunday 1pm.").invented.is_empty(), "I'll is no name");
     }
 
     #[test]
