@@ -277,6 +277,13 @@ fn verify_chain(chain: &[Vec<u8>]) -> Result<Leaf, GpuError> {
         if subject.issuer() != issuer.subject() {
             return Err(GpuError::Chain(format!("certificate {i} was not issued by certificate {}", i + 1)));
         }
+        // Only a CA may issue: a leaf's key must not vouch for a certificate of its own making.
+        if !is_ca(issuer) {
+            return Err(GpuError::Chain(format!(
+                "certificate {} issues certificate {i} but is no CA",
+                i + 1
+            )));
+        }
         let key = aws_lc_rs::signature::UnparsedPublicKey::new(
             &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
             issuer.public_key().subject_public_key.data.as_ref(),
@@ -285,9 +292,23 @@ fn verify_chain(chain: &[Vec<u8>]) -> Result<Leaf, GpuError> {
             .map_err(|_| GpuError::Chain(format!("certificate {i}'s signature does not verify")))?;
     }
     let leaf = &parsed[0];
+    if is_ca(leaf) {
+        return Err(GpuError::Chain("the signing certificate is a CA, not the GPU's attestation key".into()));
+    }
     let tcb_info =
         leaf.extensions().iter().find(|e| e.oid.to_id_string() == TCB_INFO_OID).map(|e| e.value.to_vec());
     Ok(Leaf { key: leaf.public_key().subject_public_key.data.to_vec(), tcb_info })
+}
+
+/// Basic constraints CA:TRUE, and certificate signing among its key usages if it states any.
+fn is_ca(certificate: &X509Certificate) -> bool {
+    let ca = matches!(certificate.basic_constraints(), Ok(Some(constraints)) if constraints.value.ca);
+    let signs = match certificate.key_usage() {
+        Ok(Some(usage)) => usage.value.key_cert_sign(),
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    ca && signs
 }
 
 fn pem_chain_root() -> Result<Vec<u8>, GpuError> {

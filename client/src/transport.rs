@@ -39,7 +39,7 @@ pub enum TransportError {
 
 /// The largest encapsulated answer read from the relay: a whole frame and its TLS and OHTTP
 /// overhead.
-pub const MAX_ANSWER_BYTES: usize = pp_vocab::session::MAX_FRAME_BYTES + (64 << 10);
+pub const MAX_ANSWER_BYTES: usize = pp_vocab::session::MAX_CARRIED_BYTES;
 
 /// A request for the gateway to pass to a host. Its body is private: `Debug` shows its size.
 #[derive(Clone, PartialEq)]

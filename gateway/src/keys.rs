@@ -175,7 +175,11 @@ impl KeyFile {
             key.state = KeyState::Retiring;
         }
         for kem in [KeyKem::XWing, KeyKem::X25519] {
+            // The next id no live key holds: ids are one byte, so they wrap around.
             next = next.wrapping_add(1);
+            while self.keys.iter().any(|k| k.id == next) {
+                next = next.wrapping_add(1);
+            }
             self.keys.push(new_key(next, kem));
         }
     }
@@ -209,6 +213,15 @@ mod tests {
         assert!(set.server(2).is_none() && set.server(3).is_some() && set.server(6).is_some());
         file.retire();
         assert!(KeySet::new(&file).unwrap().server(4).is_none());
+    }
+
+    #[test]
+    fn rotating_past_id_255_never_reuses_a_live_id() {
+        let mut file = KeyFile::generate();
+        for _ in 0..300 {
+            file.rotate();
+            KeySet::new(&file).expect("ids stay distinct");
+        }
     }
 
     #[test]

@@ -71,8 +71,10 @@ mod defaults {
     pub fn max_routed_sessions() -> usize {
         100_000
     }
+    /// A padded frame of the largest size must pass (a smaller cap would refuse requests the
+    /// host takes).
     pub fn max_body_bytes() -> usize {
-        1 << 20
+        pp_vocab::session::MAX_CARRIED_BYTES
     }
     pub fn host_timeout_ms() -> u64 {
         300_000

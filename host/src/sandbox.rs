@@ -407,6 +407,7 @@ fn engine(allocation: Allocation, max_memory_bytes: u64) -> Result<Engine, LoadE
     config.wasm_component_model(true);
     config.consume_fuel(true);
     if let Allocation::Pooling { instances } = allocation {
+        let reset_in_place = PoolingAllocationConfig::is_pagemap_scan_available() && !swap_enabled();
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
             // wit-component adds small shim modules beside the feature's own.
@@ -417,13 +418,9 @@ fn engine(allocation: Allocation, max_memory_bytes: u64) -> Result<Engine, LoadE
             // A freed slot is reset to the component's initial contents either way. With
             // PAGEMAP_SCAN (Linux 6.7+) only the pages a request dirtied are rewritten, in place,
             // so the next request takes no page faults for them (`bench sandbox` measures it).
-            .pagemap_scan(Enabled::Auto)
+            .pagemap_scan(if reset_in_place { Enabled::Yes } else { Enabled::No })
             // Without the scan, keeping pages would mean a memset of all of them per request.
-            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
-                KEEP_RESIDENT_BYTES
-            } else {
-                0
-            })
+            .linear_memory_keep_resident(if reset_in_place { KEEP_RESIDENT_BYTES } else { 0 })
             .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // Bounds checked in the compiled code, not by guard pages: a slot's read/write region then
@@ -431,6 +428,17 @@ fn engine(allocation: Allocation, max_memory_bytes: u64) -> Result<Engine, LoadE
         config.signals_based_traps(false).memory_guard_size(0).memory_reservation(max_memory_bytes);
     }
     Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))
+}
+
+/// Whether the kernel may swap pages out. The in-place reset finds dirty pages among those
+/// present in memory: a dirtied page swapped out would be neither reset nor decommitted, and the
+/// next request in its slot would read the last one's data (wasmtime 48; the CVM image has no
+/// swap). Unknown counts as yes.
+fn swap_enabled() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(swaps) => swaps.lines().skip(1).any(|line| !line.trim().is_empty()),
+        Err(_) => true,
+    }
 }
 
 /// The names a component imports (to show feature authors, and to test the built components).

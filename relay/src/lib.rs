@@ -43,8 +43,10 @@ pub struct RelayConfig {
 }
 
 mod defaults {
+    /// A padded frame of the largest size must pass (a smaller cap would refuse requests the
+    /// host takes).
     pub fn max_body_bytes() -> usize {
-        1 << 20
+        pp_vocab::session::MAX_CARRIED_BYTES
     }
     pub fn client_timeout_ms() -> u64 {
         10_000

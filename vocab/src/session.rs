@@ -30,6 +30,9 @@ pub fn valid_session_id(id: &[u8]) -> bool {
 }
 /// No frame is larger (a request, a response or evidence), padding included.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The largest body a carrier (relay, gateway) must pass: the largest frame with its TLS records
+/// and the OHTTP and binary HTTP around it.
+pub const MAX_CARRIED_BYTES: usize = MAX_FRAME_BYTES + (64 << 10);
 /// The smallest padded frame: most answers and short requests look alike.
 pub const MIN_PADDED_BYTES: usize = 1 << 10;
 
@@ -84,6 +87,13 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.buffer.capacity() - self.buffer.len() < bytes.len() {
+            // Grown by hand so that the old allocation, which holds plaintext, is wiped.
+            let mut grown = Vec::with_capacity((self.buffer.len() + bytes.len()).next_power_of_two());
+            grown.extend_from_slice(&self.buffer);
+            self.buffer.zeroize();
+            self.buffer = grown;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 

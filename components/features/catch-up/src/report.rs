@@ -57,6 +57,11 @@ const REPORTING: &[&str] = &[
     "going",
     "from",
 ];
+/// Short words a report may add to say the message in the third person.
+const GLUE: &[&str] = &[
+    "a", "an", "the", "to", "of", "at", "on", "in", "for", "by", "and", "or", "is", "are", "be", "it", "its",
+    "he", "she", "his", "her", "him", "has", "have", "can", "so", "as", "if",
+];
 /// Words that make a point a request.
 const ASKING: &[&str] = &["asks", "asked", "asking", "wants", "requests", "requested"];
 /// First-person words: a "report" with them copied the message instead.
@@ -110,10 +115,19 @@ pub fn faithful(report: &str, pick: &Pick, reader: &str) -> Option<String> {
     }
     let known: Vec<String> =
         source.iter().chain(words(&author).iter()).chain(words(reader).iter()).cloned().collect();
+    // Every word the message lacks must be glue or a reporting word, whatever its length: "Ben"
+    // or "Sam" in "Ben will bring…" changes who does what.
     let new_word = |w: &&String| {
-        w.len() >= 4 && !REPORTING.contains(&w.as_str()) && !known.iter().any(|k| same_word(k, w))
+        !REPORTING.contains(&w.as_str())
+            && !GLUE.contains(&w.as_str())
+            && !known.iter().any(|k| same_word(k, w))
     };
     if said.iter().skip(1).any(|w| new_word(&w)) {
+        return None;
+    }
+    // Every number the message states is still there (a report that drops the time misleads).
+    let numbers = |text: &str| Facts::of(text).numbers;
+    if !numbers(&pick.message.text).is_subset(&numbers(line)) {
         return None;
     }
     // And it keeps most of what the message says (a report that drops the facts is no point).
@@ -204,6 +218,8 @@ mod tests {
             "Tom can't bring sandwiches on Sunday at 1pm.",           // a negation it lacks
             "Tom asks to bring sandwiches on Sunday at 1pm.",         // a request it does not make
             "Tom agreed to Sunday.",                                  // drops most of it
+            "Tom agreed to Sunday at 1pm. Ben will bring sandwiches.", // a short new name
+            "Tom agreed to Sunday and will bring sandwiches.",        // drops the time
             "Tom",                                                    // too short
         ] {
             assert_eq!(check(bad, &tom), None, "{bad}");
