@@ -259,8 +259,7 @@ fn pem_chain(text: &str) -> Result<Vec<Vec<u8>>, GpuError> {
 
 /// Each certificate signed by the next (ECDSA P-384, SHA-384), the last one NVIDIA's root.
 fn verify_chain(chain: &[Vec<u8>]) -> Result<Leaf, GpuError> {
-    let root = pem_chain_root()?;
-    if chain.last() != Some(&root) {
+    if chain.last().map(Vec::as_slice) != Some(pinned_root()) {
         return Err(GpuError::UntrustedRoot);
     }
     let parsed: Vec<X509Certificate> = chain
@@ -311,9 +310,13 @@ fn is_ca(certificate: &X509Certificate) -> bool {
     ca && signs
 }
 
-fn pem_chain_root() -> Result<Vec<u8>, GpuError> {
-    let root = Pem::iter_from_buffer(NVIDIA_DEVICE_ROOT_PEM.as_bytes()).next().expect("the pinned root");
-    Ok(root.expect("the pinned root is PEM").contents)
+/// The pinned root's DER, decoded once.
+fn pinned_root() -> &'static [u8] {
+    static ROOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Pem::iter_from_buffer(NVIDIA_DEVICE_ROOT_PEM.as_bytes()).next().expect("the pinned root");
+        root.expect("the pinned root is PEM").contents
+    })
 }
 
 /// Whether DER `haystack` holds an OCTET STRING whose content is `value` (the FWID's digest).

@@ -236,10 +236,10 @@ pub fn preferred_config(list: &[u8]) -> Result<ohttp::KeyConfig, TransportError>
     let kem = |config: &ohttp::KeyConfig| {
         config.encode().ok().map(|bytes| u16::from_be_bytes([bytes[1], bytes[2]]))
     };
-    let chosen = configs.iter().position(|config| kem(config) == Some(X_WING_KEM_ID)).unwrap_or(0);
     if configs.is_empty() {
         return Err(TransportError::BadKeyConfig("the list is empty".into()));
     }
+    let chosen = configs.iter().position(|config| kem(config) == Some(X_WING_KEM_ID)).unwrap_or(0);
     Ok(configs.swap_remove(chosen))
 }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 const OFF_TASK: &[&str] =
     &["as an ai", "ai assistant", "language model", "i'm sorry", "i am sorry", "text-based"];
 
-const DAYS: &[&str] = &[
+/// Day words: what a plan's "when" is made of.
+pub const DAYS: &[&str] = &[
     "monday",
     "tuesday",
     "wednesday",

@@ -3,6 +3,7 @@
 //! plan that a later message changed.
 
 pub use pp_guest::chunks::one_line;
+use pp_guest::facts::DAYS;
 use pp_guest::ChatMessage;
 
 /// Points in the answer at most.
@@ -97,19 +98,6 @@ const FILLER: &[&str] = &[
     "sounds good",
     "ok thanks",
 ];
-const DAYS: &[&str] = &[
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "today",
-    "tonight",
-    "tomorrow",
-    "weekend",
-];
 
 /// The messages after the reader's last one (all of them if the reader never wrote); empty if the
 /// reader's message is the last. Authors match without regard to case or spacing.
@@ -177,7 +165,7 @@ impl Heard {
         let words = words(&message.text);
         let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
         let joined = words.join(" ");
-        let day = has(DAYS);
+        let day = has(DAYS) || words.iter().any(|w| w == "weekend");
         let time = words.iter().any(|w| w.chars().any(|c| c.is_ascii_digit()))
             || has(&["noon", "midnight", "am", "pm"]);
         Heard {

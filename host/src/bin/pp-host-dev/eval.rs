@@ -322,14 +322,14 @@ fn naive(
             ParamValue::Flag(flag) => format!("{name}: {flag}"),
         })
         .collect();
+    let instruction = if params.is_empty() {
+        format!("{}.", descriptor.summary)
+    } else {
+        format!("{} ({}).", descriptor.summary, params.join(", "))
+    };
     let mut input = input_text(request);
     let max_tokens = 256;
     loop {
-        let instruction = if params.is_empty() {
-            format!("{}.", descriptor.summary)
-        } else {
-            format!("{} ({}).", descriptor.summary, params.join(", "))
-        };
         let turns = vec![
             Turn { role: Role::System, content: "You are a helpful assistant.".into() },
             Turn { role: Role::User, content: format!("{instruction}\n\n{input}") },

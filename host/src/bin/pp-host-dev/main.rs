@@ -179,13 +179,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { release, json, requests } => run(&release, json, &requests),
         Command::Eval { release, cases, feature, show } => {
-            let policy = ReleasePolicy::load(&release.policy)?;
-            let generator = load_generator(&release.model, &policy)?;
-            let components = ArtifactDir::open(&release.components)?;
-            // The host's own log lines would drown the table: counted, not printed.
-            let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(MemorySink::default())));
-            let sandbox = Sandbox::load(&policy, &components, generator.clone(), log)
-                .context("loading the components (build them with `scripts/build-components`)")?;
+            // The host's own log lines would drown the table: kept, not printed.
+            let (sandbox, generator) = load_release(&release, Box::new(MemorySink::default()))?;
             eval::run(&sandbox, generator, &cases, feature.as_deref(), show)
         }
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
@@ -250,20 +245,29 @@ fn scripted(replies: Vec<String>, policy: &ReleasePolicy) -> Arc<dyn TextGenerat
     Arc::new(scripted)
 }
 
-fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
+/// The release's sandbox on its model (or the scripted one), its log lines going to `sink`.
+fn load_release(
+    args: &ReleaseArgs,
+    sink: Box<dyn pp_vocab::log::LogSink>,
+) -> Result<(Sandbox, Arc<dyn TextGenerator>)> {
     let policy = ReleasePolicy::load(&args.policy)?;
     eprintln!("release manifest sha256 {}", policy.manifest_digest());
     let generator = load_generator(&args.model, &policy)?;
     let components = ArtifactDir::open(&args.components)?;
-    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, Box::new(StderrSink)));
+    let log = Arc::new(EventLog::new(&policy.log.allowed_fields, sink));
     let started = Instant::now();
-    let sandbox = Sandbox::load(&policy, &components, generator, log)
+    let sandbox = Sandbox::load(&policy, &components, generator.clone(), log)
         .context("loading the components (build them with `scripts/build-components`)")?;
     eprintln!(
         "components checked and compiled in {} ms: {}",
         started.elapsed().as_millis(),
         sandbox.features().collect::<Vec<_>>().join(", ")
     );
+    Ok((sandbox, generator))
+}
+
+fn run(args: &ReleaseArgs, json: bool, requests: &[PathBuf]) -> Result<()> {
+    let (sandbox, _) = load_release(args, Box::new(StderrSink))?;
     let mut failed = 0;
     for path in requests {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
