@@ -31,7 +31,7 @@
 
 use crate::ledger::{LedgerClient, LedgerClientError, LedgerSettings, ReleaseView};
 use crate::receipts::{LedgerEvidence, PlatformEvidence, Receipt, ReceiptError, Receipts};
-use crate::session::{AttestedSession, SessionError, Verified};
+use crate::session::{AttestedSession, OnPiece, SessionError, Verified};
 use crate::settings::{Refusal as SettingsRefusal, Settings, SettingsError};
 use crate::tokens::{SpendableToken, TokenError, TokenSettings, TokenSupply};
 use crate::transport::{KeysSource, Transport, TransportConfig, TransportError};
@@ -275,6 +275,27 @@ impl Device {
     /// checked first against the feature's descriptor in the ledger-proven manifests, so a
     /// mistake is reported before a token is spent.
     pub async fn run(&self, request: &FeatureRequest, chat: Option<&str>) -> Result<Outcome, DeviceError> {
+        self.run_with(request, chat, None).await
+    }
+
+    /// [`Device::run`] with the answer streamed: `on_piece` gets each piece as it arrives; the
+    /// outcome is the same as [`Device::run`]'s. A stream cut before any piece is retried once
+    /// like any lost answer; one cut later is an error (what was shown is not an answer).
+    pub async fn run_streamed(
+        &self,
+        request: &FeatureRequest,
+        chat: Option<&str>,
+        on_piece: OnPiece<'_>,
+    ) -> Result<Outcome, DeviceError> {
+        self.run_with(request, chat, Some(on_piece)).await
+    }
+
+    async fn run_with(
+        &self,
+        request: &FeatureRequest,
+        chat: Option<&str>,
+        mut on_piece: Option<OnPiece<'_>>,
+    ) -> Result<Outcome, DeviceError> {
         // Before any network call: the user's choices.
         self.settings.check(chat)?;
         let pinned = self.pinned_reference_values()?;
@@ -287,7 +308,7 @@ impl Device {
         let mut token = self.take_token(now).await?;
         self.say(&format!("opening an attested session through the relay {}…", self.config.relay_url));
         let reference = reference_values(&pinned, trusted.as_ref());
-        let first = self.session(&reference).request(request, &token, now as i64).await;
+        let first = self.attempt(&reference, request, &token, now as i64, &mut on_piece).await;
         let mut retried = false;
         let (response, verified) = match first {
             Err(error) if worth_one_retry(&error, trusted.as_ref()) => {
@@ -305,7 +326,7 @@ impl Device {
                 token = self.take_token(now).await?;
                 retried = true;
                 let reference = reference_values(&pinned, trusted.as_ref());
-                self.session(&reference).request(request, &token, now as i64).await?
+                self.attempt(&reference, request, &token, now as i64, &mut on_piece).await?
             }
             other => other?,
         };
@@ -322,6 +343,21 @@ impl Device {
             receipt.number, receipt.number
         ));
         Ok(Outcome { response, receipt })
+    }
+
+    async fn attempt(
+        &self,
+        reference: &ReferenceValues,
+        request: &FeatureRequest,
+        token: &SpendableToken,
+        now: i64,
+        on_piece: &mut Option<OnPiece<'_>>,
+    ) -> Result<(FeatureResponse, Verified), SessionError> {
+        let session = self.session(reference);
+        match on_piece {
+            Some(on_piece) => session.request_streamed(request, token, now, &mut **on_piece).await,
+            None => session.request(request, token, now).await,
+        }
     }
 
     fn session<'a>(&'a self, reference: &'a ReferenceValues) -> AttestedSession<'a> {
@@ -494,6 +530,8 @@ fn worth_one_retry(error: &SessionError, trusted: Option<&TrustedView>) -> bool 
             matches!(refusal, Refusal::Spent | Refusal::UnknownKey | Refusal::ExpiredKey)
         }
         SessionError::Host { status, .. } => *status >= 500 || *status == 404,
+        // Nothing was shown yet: as good as an answer lost on the way.
+        SessionError::AnswerCut { pieces: 0, .. } => true,
         SessionError::Attestation(
             AttestationError::UnknownLaunchMeasurement(_) | AttestationError::UnknownManifest(_),
         ) => trusted.is_some_and(|trusted| trusted.reused),

@@ -9,6 +9,7 @@ use crate::tokens::SpendableToken;
 use crate::transport::{InnerRequest, Transport, TransportError};
 use pp_attestation::ratls::{self, KeyExchange, RecordError};
 use pp_attestation::{appraise, AttestationError, AttestationResult, Evidence, ReferenceValues};
+use pp_plaintext::answer::{AnswerFrame, Assembly, Piece};
 use pp_plaintext::{FeatureRequest, FeatureResponse};
 use pp_vocab::session::{binding, frame, FrameReader, NONCE_BYTES, OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
 use pp_vocab::tokens::{Refusal, REFUSAL_HEADER};
@@ -38,7 +39,12 @@ pub enum SessionError {
     TokenRefused(Refusal),
     #[error("the feature failed on the host ({code}): {message}")]
     Feature { code: String, message: String },
+    #[error("the answer broke off after {pieces} piece(s) ({why}): it is incomplete, not an answer")]
+    AnswerCut { pieces: usize, why: String },
 }
+
+/// Told each piece of a streamed answer as it arrives (in order).
+pub type OnPiece<'a> = &'a mut (dyn FnMut(&Piece) + Send);
 
 /// What the device verified before it sent the request.
 #[derive(Debug, Clone)]
@@ -93,6 +99,47 @@ impl<'a> AttestedSession<'a> {
         Ok((session.open_answer(&answer)?, verified))
     }
 
+    /// [`AttestedSession::request`], with the answer streamed: `on_piece` gets each piece as the
+    /// host's feature writes it; the answer returned is the pieces put together. A stream that
+    /// stops before its last frame is [`SessionError::AnswerCut`].
+    pub async fn request_streamed(
+        &self,
+        request: &FeatureRequest,
+        token: &SpendableToken,
+        now: i64,
+        on_piece: OnPiece<'_>,
+    ) -> Result<(FeatureResponse, Verified), SessionError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let (handshake, opening) = ClientHandshake::start(self.key_exchange)?;
+        let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
+        let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
+        if let Some(progress) = self.progress {
+            progress("evidence verified; sending the request inside the attested session (answer streamed)");
+        }
+        let mut request = request.clone();
+        request.stream = true;
+        let records = session.seal_request(&request)?;
+        let inner = InnerRequest { path: RECORDS_PATH.into(), headers: step_headers(&id, None), body: records };
+        let mut answer = self.transport.send_streamed(&inner).await?;
+        if answer.status != 200 {
+            let body = answer.rest().await?;
+            let detail = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
+            return Err(SessionError::Host { status: answer.status, detail });
+        }
+        let mut stream = AnswerStream::default();
+        loop {
+            let bytes = match answer.next_bytes().await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Err(stream.cut("the stream ended before the answer's last frame")),
+                Err(TransportError::AnswerCut(why)) => return Err(stream.cut(&why)),
+                Err(other) => return Err(other.into()),
+            };
+            if let Some(response) = session.open_pieces(&bytes, &mut stream, on_piece)? {
+                return Ok((response, verified));
+            }
+        }
+    }
+
     async fn step(
         &self,
         path: &str,
@@ -100,14 +147,7 @@ impl<'a> AttestedSession<'a> {
         body: Vec<u8>,
         token: Option<&SpendableToken>,
     ) -> Result<Vec<u8>, SessionError> {
-        let mut headers = vec![
-            (SESSION_HEADER.into(), id.into()),
-            ("content-type".into(), "application/octet-stream".into()),
-        ];
-        if let Some(token) = token {
-            headers.push(("authorization".into(), token.authorization.clone()));
-        }
-        let request = InnerRequest { path: path.into(), headers, body };
+        let request = InnerRequest { path: path.into(), headers: step_headers(id, token), body };
         let answer = self.transport.send(&request).await?;
         if let Some(refusal) = answer.header(REFUSAL_HEADER).and_then(Refusal::from_word) {
             return Err(SessionError::TokenRefused(refusal));
@@ -117,6 +157,31 @@ impl<'a> AttestedSession<'a> {
             return Err(SessionError::Host { status: answer.status, detail });
         }
         Ok(answer.body)
+    }
+}
+
+fn step_headers(id: &str, token: Option<&SpendableToken>) -> Vec<(String, String)> {
+    let mut headers =
+        vec![(SESSION_HEADER.into(), id.into()), ("content-type".into(), "application/octet-stream".into())];
+    if let Some(token) = token {
+        headers.push(("authorization".into(), token.authorization.clone()));
+    }
+    headers
+}
+
+/// A streamed answer as it comes in.
+#[derive(Default)]
+pub struct AnswerStream {
+    assembly: Assembly,
+}
+
+impl AnswerStream {
+    fn cut(&self, why: &str) -> SessionError {
+        SessionError::AnswerCut { pieces: self.assembly.pieces(), why: why.into() }
+    }
+
+    pub fn pieces(&self) -> usize {
+        self.assembly.pieces()
     }
 }
 
@@ -208,19 +273,44 @@ impl VerifiedSession {
             .next_frame()
             .map_err(|e| SessionError::Malformed(e.to_string()))?
             .ok_or_else(|| SessionError::Malformed("no response in the session".into()))?;
-        parse_answer(&answer)
+        match parse_frame(&answer)? {
+            AnswerFrame::Ok(response) => Ok(*response),
+            AnswerFrame::Error { code, message } => Err(SessionError::Feature { code, message }),
+            AnswerFrame::Piece(_) | AnswerFrame::End(_) => {
+                Err(SessionError::Malformed("a streamed answer to a request that asked for none".into()))
+            }
+        }
+    }
+
+    /// More of a streamed answer's TLS records: each whole piece goes to `on_piece`; the answer
+    /// once its last frame has come. A whole (not streamed) answer is taken too.
+    pub fn open_pieces(
+        &mut self,
+        records: &[u8],
+        stream: &mut AnswerStream,
+        on_piece: OnPiece<'_>,
+    ) -> Result<Option<FeatureResponse>, SessionError> {
+        ratls::feed(&mut self.tls, records, &mut self.plaintext)?;
+        while let Some(frame) = self.plaintext.next_frame().map_err(|e| SessionError::Malformed(e.to_string()))? {
+            match parse_frame(&frame)? {
+                AnswerFrame::Piece(piece) => {
+                    stream.assembly.push(&piece).map_err(|e| SessionError::Malformed(e.to_string()))?;
+                    on_piece(&piece);
+                }
+                AnswerFrame::End(cost) => return Ok(Some(std::mem::take(&mut stream.assembly).finish(cost))),
+                AnswerFrame::Ok(response) if stream.pieces() == 0 => return Ok(Some(*response)),
+                AnswerFrame::Ok(_) => {
+                    return Err(SessionError::Malformed("a whole answer after streamed pieces".into()))
+                }
+                AnswerFrame::Error { code, message } => return Err(SessionError::Feature { code, message }),
+            }
+        }
+        Ok(None)
     }
 }
 
-fn parse_answer(answer: &[u8]) -> Result<FeatureResponse, SessionError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(answer).map_err(|e| SessionError::Malformed(e.to_string()))?;
-    if let Some(ok) = value.get("ok") {
-        return serde_json::from_value(ok.clone()).map_err(|e| SessionError::Malformed(e.to_string()));
-    }
-    let error = value.get("error").ok_or_else(|| SessionError::Malformed("neither ok nor error".into()))?;
-    let text = |key: &str| error.get(key).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    Err(SessionError::Feature { code: text("code"), message: text("message") })
+fn parse_frame(frame: &[u8]) -> Result<AnswerFrame, SessionError> {
+    AnswerFrame::from_json(frame).map_err(SessionError::Malformed)
 }
 
 fn server_name() -> ServerName<'static> {

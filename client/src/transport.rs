@@ -13,7 +13,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, RELAY_REFUSAL_HEADER, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+pub use pp_vocab::ohttp::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, KEY_PROBLEM_TYPE, RELAY_REFUSAL_HEADER,
+    REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
@@ -35,6 +38,8 @@ pub enum TransportError {
     MalformedAnswer(String),
     #[error(transparent)]
     Oversized(Oversized),
+    #[error("the streamed answer broke off before its end ({0}): it is incomplete")]
+    AnswerCut(String),
 }
 
 /// The largest encapsulated answer read from the relay: a whole frame and its TLS and OHTTP
@@ -187,28 +192,111 @@ impl Transport {
             .map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
         let (sealed, opener) =
             sender.encapsulate(&encode(request)?).map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
+        let posted = self.post(REQUEST_MEDIA_TYPE, sealed).await?;
+        if posted.status == 200 && posted.media_type == RESPONSE_MEDIA_TYPE {
+            let body = self.read(posted.answer).await?;
+            let inner =
+                opener.decapsulate(&body).map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;
+            return decode(&inner).map(Attempt::Answer);
+        }
+        self.refusal(posted).await
+    }
+
+    /// Sends `request` with chunked OHTTP: the answer is read piece by piece as the gateway
+    /// seals it (keys as for [`Transport::send`]).
+    pub async fn send_streamed(&self, request: &InnerRequest) -> Result<StreamedResponse, TransportError> {
+        for _ in 0..2 {
+            let keys = match self.fresh_keys() {
+                Some(keys) => keys,
+                None => self.fetch_keys().await?,
+            };
+            match self.attempt_streamed(&keys, request).await? {
+                StreamedAttempt::Answer(answer) => return Ok(answer),
+                StreamedAttempt::KeyRefused => *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            }
+        }
+        Err(TransportError::KeyRotated)
+    }
+
+    async fn attempt_streamed(&self, keys: &[u8], request: &InnerRequest) -> Result<StreamedAttempt, TransportError> {
+        use futures::AsyncWriteExt;
+        let mut config = preferred_config(keys)?;
+        let bad_key = |e: ohttp::Error| TransportError::BadKeyConfig(e.to_string());
+        let sealed = SharedBuffer::default();
+        let mut sender =
+            ohttp::ClientRequest::from_config(&mut config).map_err(bad_key)?.encapsulate_stream(sealed.clone()).map_err(bad_key)?;
+        let encoded = zeroize::Zeroizing::new(encode(request)?);
+        let sealing = async {
+            sender.write_all(&encoded).await?;
+            sender.close().await
+        };
+        sealing.await.map_err(|e: std::io::Error| TransportError::BadKeyConfig(format!("sealing: {e}")))?;
+        let posted = self.post(CHUNKED_REQUEST_MEDIA_TYPE, sealed.take()).await?;
+        if posted.status != 200 || posted.media_type != CHUNKED_RESPONSE_MEDIA_TYPE {
+            return Ok(match self.refusal(posted).await? {
+                Attempt::Answer(_) => unreachable!("refusal() answers no Answer"),
+                Attempt::KeyRefused => StreamedAttempt::KeyRefused,
+            });
+        }
+        let chunks = futures::stream::unfold(posted.answer, |mut answer| async move {
+            let chunk = answer.chunk().await.map_err(std::io::Error::other).transpose()?;
+            Some((chunk, answer))
+        });
+        let reader: Box<dyn futures::AsyncRead + Send + Unpin> =
+            Box::new(futures::TryStreamExt::into_async_read(Box::pin(chunks)));
+        let opened = sender.response(reader).map_err(bad_key)?;
+        let mut message = <bhttp::Message as bhttp::stream::AsyncReadMessage>::async_read(
+            Box::pin(opened) as std::pin::Pin<Box<dyn futures::AsyncRead + Send>>,
+        );
+        let header = message.header().await.map_err(|e| cut(&e.to_string()))?;
+        let status = header
+            .control()
+            .status()
+            .ok_or_else(|| TransportError::MalformedAnswer("the answer is not a response".into()))?
+            .code();
+        let headers = header
+            .fields()
+            .iter()
+            .map(|field| {
+                (
+                    String::from_utf8_lossy(field.name()).into_owned(),
+                    String::from_utf8_lossy(field.value()).into_owned(),
+                )
+            })
+            .collect();
+        let url = self.config.relay_url.clone();
+        Ok(StreamedAttempt::Answer(StreamedResponse { status, headers, message, read: 0, url }))
+    }
+
+    async fn post(&self, media_type: &str, sealed: Vec<u8>) -> Result<Posted, TransportError> {
         let relay = &self.config.relay_url;
         let answer = self
             .http
             .post(relay)
-            .header("content-type", REQUEST_MEDIA_TYPE)
+            .header("content-type", media_type)
             .body(sealed)
             .send()
             .await
             .map_err(|e| TransportError::RelayUnreachable { url: relay.clone(), why: e.to_string() })?;
         let status = answer.status().as_u16();
-        let by_relay = answer.headers().contains_key(RELAY_REFUSAL_HEADER);
         let media_type =
             answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let body = read_capped(answer, relay, MAX_ANSWER_BYTES).await.map_err(|error| match error {
+        Ok(Posted { status, media_type, answer })
+    }
+
+    async fn read(&self, answer: reqwest::Response) -> Result<Vec<u8>, TransportError> {
+        read_capped(answer, &self.config.relay_url, MAX_ANSWER_BYTES).await.map_err(|error| match error {
             ReadError::Oversized(oversized) => TransportError::Oversized(oversized),
             ReadError::Broken(why) => TransportError::MalformedAnswer(why),
-        })?;
-        if status == 200 && media_type == RESPONSE_MEDIA_TYPE {
-            let inner =
-                opener.decapsulate(&body).map_err(|e| TransportError::MalformedAnswer(e.to_string()))?;
-            return decode(&inner).map(Attempt::Answer);
-        }
+        })
+    }
+
+    /// What an answer that is not a sealed one means: the relay's or the gateway's refusal, or
+    /// a key the gateway no longer has.
+    async fn refusal(&self, posted: Posted) -> Result<Attempt, TransportError> {
+        let by_relay = posted.answer.headers().contains_key(RELAY_REFUSAL_HEADER);
+        let (status, media_type) = (posted.status, posted.media_type);
+        let body = self.read(posted.answer).await?;
         let detail = String::from_utf8_lossy(&body).trim().chars().take(200).collect::<String>();
         if by_relay {
             return Err(TransportError::RelayRefused { status, detail });
@@ -217,6 +305,92 @@ impl Transport {
             return Ok(Attempt::KeyRefused);
         }
         Err(TransportError::GatewayRefused { status, detail })
+    }
+}
+
+struct Posted {
+    status: u16,
+    media_type: String,
+    answer: reqwest::Response,
+}
+
+enum StreamedAttempt {
+    Answer(StreamedResponse),
+    KeyRefused,
+}
+
+/// The inner answer to a chunked request: status and headers, then its content as it arrives.
+pub struct StreamedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    message: bhttp::stream::AsyncMessage<std::pin::Pin<Box<dyn futures::AsyncRead + Send>>>,
+    read: usize,
+    url: String,
+}
+
+impl StreamedResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The next bytes of content as they arrive; `None` at its authenticated end. A stream that
+    /// breaks off before its end is [`TransportError::AnswerCut`], never an end.
+    pub async fn next_bytes(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        use futures::AsyncReadExt;
+        let mut buffer = vec![0; 16 << 10];
+        let mut body = self.message.body().map_err(|e| cut(&e.to_string()))?;
+        let read = body.read(&mut buffer).await.map_err(|e| cut(&e.to_string()))?;
+        if read == 0 {
+            // The content's end; the final chunk (and its "final" tag) must still come.
+            self.message.trailer().await.map_err(|e| cut(&e.to_string()))?;
+            return Ok(None);
+        }
+        self.read += read;
+        if self.read > MAX_ANSWER_BYTES {
+            return Err(TransportError::Oversized(Oversized { url: self.url.clone(), limit: MAX_ANSWER_BYTES }));
+        }
+        buffer.truncate(read);
+        Ok(Some(buffer))
+    }
+
+    /// The whole content (for an error answer's text).
+    pub async fn rest(&mut self) -> Result<Vec<u8>, TransportError> {
+        let mut all = Vec::new();
+        while let Some(bytes) = self.next_bytes().await? {
+            all.extend_from_slice(&bytes);
+        }
+        Ok(all)
+    }
+}
+
+fn cut(why: &str) -> TransportError {
+    TransportError::AnswerCut(why.chars().take(200).collect())
+}
+
+/// Where a chunked request is sealed to, read once it is whole.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl futures::AsyncWrite for SharedBuffer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        std::task::Poll::Ready(Ok(bytes.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 

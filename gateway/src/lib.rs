@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunked;
 pub mod keys;
 pub mod routes;
 pub mod tokens;
@@ -28,7 +29,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokens::{Redeemer, TokenConfig};
 
-pub use pp_vocab::ohttp::{KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+use chunked::Content;
+pub use pp_vocab::ohttp::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, KEY_PROBLEM_TYPE, REQUEST_MEDIA_TYPE,
+    RESPONSE_MEDIA_TYPE,
+};
 /// The inner header that keeps a session's messages on one host.
 pub use pp_vocab::session::SESSION_HEADER;
 use pp_vocab::session::{valid_session_id, OPEN_PATH, RECORDS_PATH};
@@ -184,13 +189,14 @@ impl Gateway {
 
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Outcome {
         let refuse = |word, status, why: &str| Outcome { word, host: None, response: plain(status, why) };
-        if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(REQUEST_MEDIA_TYPE) {
-            return refuse(
-                "wrong-media-type",
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected message/ohttp-req",
-            );
-        }
+        let chunked = match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            Some(REQUEST_MEDIA_TYPE) => false,
+            Some(CHUNKED_REQUEST_MEDIA_TYPE) => true,
+            _ => {
+                let why = format!("expected {REQUEST_MEDIA_TYPE} or {CHUNKED_REQUEST_MEDIA_TYPE}");
+                return refuse("wrong-media-type", StatusCode::UNSUPPORTED_MEDIA_TYPE, &why);
+            }
+        };
         let Ok(body) = to_bytes(body, self.config.max_body_bytes).await else {
             return refuse("too-large", StatusCode::PAYLOAD_TOO_LARGE, "the request is too large");
         };
@@ -201,10 +207,20 @@ impl Gateway {
         let Some(server) = keys.server(key_id) else {
             return Outcome { word: "unknown-key", host: None, response: key_problem() };
         };
+        if chunked {
+            return self.handle_chunked(server, body).await;
+        }
         let Ok((inner, replier)) = server.decapsulate(&body) else {
             return refuse("undecryptable", StatusCode::BAD_REQUEST, "the request could not be decapsulated");
         };
-        let (word, host, answer) = self.answer(&inner).await;
+        let (mut word, host, reply) = self.answer(&inner).await;
+        let answer = match reply.into_message().await {
+            Ok(answer) => answer,
+            Err(broken) => {
+                word = "host-unreachable";
+                broken
+            }
+        };
         let mut encoded = Vec::new();
         if answer.write_bhttp(bhttp::Mode::KnownLength, &mut encoded).is_err() {
             return refuse("internal", StatusCode::INTERNAL_SERVER_ERROR, "could not encode the answer");
@@ -221,10 +237,21 @@ impl Gateway {
         }
     }
 
+    /// A chunked request: the answer is sealed and sent piece by piece as the host makes it.
+    async fn handle_chunked(&self, server: &ohttp::Server, body: axum::body::Bytes) -> Outcome {
+        let Ok(opened) = chunked::open(server, body).await else {
+            let response = plain(StatusCode::BAD_REQUEST, "the request could not be decapsulated");
+            return Outcome { word: "undecryptable", host: None, response };
+        };
+        let (word, host, reply) = self.answer(&opened.inner).await;
+        let body = opened.answer(reply.status, reply.headers, reply.content);
+        Outcome { word, host, response: ([(header::CONTENT_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE)], body).into_response() }
+    }
+
     /// The inner answer to an inner request (errors included, so the device can read them).
     /// Exactly two inner requests exist: a session's open (paid with a token) and its records
     /// (only for a session that paid). Anything else reaches no host.
-    async fn answer(&self, inner: &[u8]) -> (&'static str, Option<usize>, bhttp::Message) {
+    async fn answer(&self, inner: &[u8]) -> (&'static str, Option<usize>, Reply) {
         let Ok(request) = bhttp::Message::read_bhttp(&mut Cursor::new(inner)) else {
             return ("malformed-inner", None, inner_error(400, "the inner request is not binary HTTP"));
         };
@@ -259,7 +286,7 @@ impl Gateway {
         &self,
         session: &str,
         request: &bhttp::Message,
-    ) -> (&'static str, Option<usize>, bhttp::Message) {
+    ) -> (&'static str, Option<usize>, Reply) {
         if self.routes.contains(session) {
             return (
                 "session-exists",
@@ -283,7 +310,7 @@ impl Gateway {
         // The token is already refused to anyone else; writing that down durably overlaps with
         // the host's handshake, and the answer waits for both.
         let (forwarded, durable) = tokio::join!(self.forward(host, OPEN_PATH, request), spent.durable());
-        if forwarded.2.control().status().is_none_or(|status| status.code() != 200) {
+        if forwarded.2.status != 200 {
             self.routes.forget(session); // the host did not open it
         }
         match durable {
@@ -300,7 +327,7 @@ impl Gateway {
         &self,
         session: &str,
         request: &bhttp::Message,
-    ) -> (&'static str, Option<usize>, bhttp::Message) {
+    ) -> (&'static str, Option<usize>, Reply) {
         // The host ends a session at its records step, so the gateway forgets it here too.
         let Some(host) = self.routes.take(session) else {
             let why = "no paid session with this id at the gateway (it never opened, expired or ended)";
@@ -318,7 +345,7 @@ impl Gateway {
         host: usize,
         path: &'static str,
         request: &bhttp::Message,
-    ) -> (&'static str, Option<usize>, bhttp::Message) {
+    ) -> (&'static str, Option<usize>, Reply) {
         let mut call =
             self.http.post(format!("{}{path}", self.pool.hosts[host])).body(request.content().to_vec());
         for name in FORWARDED_HEADERS {
@@ -331,21 +358,52 @@ impl Gateway {
             return ("host-unreachable", Some(host), inner_error(502, "the host did not answer"));
         };
         let status = reply.status().as_u16();
-        let kept: Vec<(String, Vec<u8>)> = FORWARDED_HEADERS
+        let headers: Vec<(String, Vec<u8>)> = FORWARDED_HEADERS
             .iter()
             .filter_map(|name| reply.headers().get(*name).map(|v| (name.to_string(), v.as_bytes().to_vec())))
             .collect();
-        let Ok(content) = reply.bytes().await else {
-            return ("host-unreachable", Some(host), inner_error(502, "the host's answer broke off"));
+        ("forwarded", Some(host), Reply { status, headers, content: Content::Streamed(reply) })
+    }
+}
+
+/// An inner answer: the gateway's own, or a host's whose content may still be arriving.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    content: Content,
+}
+
+impl Reply {
+    /// The whole answer as binary HTTP (for a request that is not chunked), or the error that
+    /// says the host's answer broke off.
+    async fn into_message(self) -> Result<bhttp::Message, bhttp::Message> {
+        let content = match self.content {
+            Content::Whole(bytes) => bytes,
+            Content::Streamed(reply) => match reply.bytes().await {
+                Ok(bytes) => bytes.to_vec(),
+                Err(_) => return Err(inner_error(502, "the host's answer broke off").into_message_now()),
+            },
         };
-        let mut answer = bhttp::Message::response(
-            bhttp::StatusCode::try_from(status).unwrap_or(500u16.try_into().unwrap()),
-        );
-        for (name, value) in kept {
+        let status = bhttp::StatusCode::try_from(self.status).unwrap_or(500u16.try_into().expect("valid"));
+        let mut answer = bhttp::Message::response(status);
+        for (name, value) in self.headers {
             answer.put_header(name, value);
         }
         answer.write_content(content);
-        ("forwarded", Some(host), answer)
+        Ok(answer)
+    }
+
+    /// A reply made by the gateway itself (its content is already whole).
+    fn into_message_now(self) -> bhttp::Message {
+        let status = bhttp::StatusCode::try_from(self.status).unwrap_or(500u16.try_into().expect("valid"));
+        let mut answer = bhttp::Message::response(status);
+        for (name, value) in self.headers {
+            answer.put_header(name, value);
+        }
+        if let Content::Whole(bytes) = self.content {
+            answer.write_content(bytes);
+        }
+        answer
     }
 }
 
@@ -384,17 +442,15 @@ fn plain(status: StatusCode, why: &str) -> Response {
 }
 
 /// A refused token, with the word that tells the device whether a fresh token may help.
-fn refusal_answer(refusal: Refusal) -> (&'static str, Option<usize>, bhttp::Message) {
+fn refusal_answer(refusal: Refusal) -> (&'static str, Option<usize>, Reply) {
     let mut answer = inner_error(401, &format!("{refusal}"));
-    answer.put_header(REFUSAL_HEADER, refusal.word());
+    answer.headers.push((REFUSAL_HEADER.to_string(), refusal.word().as_bytes().to_vec()));
     (refusal.word(), None, answer)
 }
 
-fn inner_error(status: u16, why: &str) -> bhttp::Message {
-    let mut message = bhttp::Message::response(bhttp::StatusCode::try_from(status).expect("a valid status"));
-    message.put_header("content-type", "text/plain; charset=utf-8");
-    message.write_content(why.as_bytes());
-    message
+fn inner_error(status: u16, why: &str) -> Reply {
+    let headers = vec![("content-type".to_string(), b"text/plain; charset=utf-8".to_vec())];
+    Reply { status, headers, content: Content::Whole(why.as_bytes().to_vec()) }
 }
 
 /// The hosts, their health, and a round-robin cursor.

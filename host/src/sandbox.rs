@@ -10,7 +10,9 @@
 //! request is served as if nothing happened.
 
 mod capabilities;
+use stream::{PieceSink, Streamer};
 mod describe;
+pub mod stream;
 
 pub use capabilities::{bucket, MAX_ANSWER_PARTS, MAX_EVENTS_PER_REQUEST};
 pub use describe::{as_policy_toml, describe_component};
@@ -100,6 +102,8 @@ pub enum SandboxError {
     ModelError(String),
     #[error("the feature failed: {0}")]
     FeatureInternal(String),
+    #[error("nobody reads the answer's stream any more (the device or its path went away)")]
+    StreamClosed,
 }
 
 impl SandboxError {
@@ -122,6 +126,7 @@ impl SandboxError {
             SandboxError::FeatureInputTooLarge(_) => "feature-input-too-large",
             SandboxError::ModelError(_) => "model-error",
             SandboxError::FeatureInternal(_) => "feature-internal",
+            SandboxError::StreamClosed => "stream-closed",
         }
     }
 }
@@ -236,6 +241,16 @@ impl Sandbox {
 
     /// Serves a request given as JSON bytes (as it arrives from the device).
     pub fn handle_json(&self, bytes: &[u8]) -> Result<FeatureResponse, SandboxError> {
+        self.handle_json_streamed(bytes, None)
+    }
+
+    /// [`Sandbox::handle_json`]; if `sink` is given, each piece of the answer also goes to it
+    /// as the feature writes it (the answer returned is the same).
+    pub fn handle_json_streamed(
+        &self,
+        bytes: &[u8],
+        sink: Option<PieceSink>,
+    ) -> Result<FeatureResponse, SandboxError> {
         if bytes.len() as u64 > self.max_request_bytes {
             let error =
                 SandboxError::InputTooLarge { bytes: bytes.len() as u64, max: self.max_request_bytes };
@@ -243,7 +258,7 @@ impl Sandbox {
             return Err(error);
         }
         match FeatureRequest::from_json(bytes) {
-            Ok(request) => self.handle(&request),
+            Ok(request) => self.serve(&request, sink).0,
             Err(error) => {
                 let error = SandboxError::BadRequest(error);
                 self.log_outcome("unknown", Err(&error), Instant::now());
@@ -262,11 +277,21 @@ impl Sandbox {
         &self,
         request: &FeatureRequest,
     ) -> (Result<FeatureResponse, SandboxError>, RunStats) {
+        self.serve(request, None)
+    }
+
+    fn serve(
+        &self,
+        request: &FeatureRequest,
+        sink: Option<PieceSink>,
+    ) -> (Result<FeatureResponse, SandboxError>, RunStats) {
         let started = Instant::now();
         let mut stats = RunStats::default();
         let result = match self.feature(&request.feature) {
             Ok(feature) => {
-                let result = self.run(feature, request, &mut stats);
+                // Pieces go out only to a device that asked for them.
+                let sink = sink.filter(|_| request.stream);
+                let result = self.run(feature, request, &mut stats, sink);
                 self.log_outcome(feature.name, result.as_ref().map(|_| &stats), started);
                 result
             }
@@ -292,6 +317,7 @@ impl Sandbox {
         feature: &LoadedFeature,
         request: &FeatureRequest,
         stats: &mut RunStats,
+        sink: Option<PieceSink>,
     ) -> Result<FeatureResponse, SandboxError> {
         let limits = &feature.limits;
         request.check(&limits.descriptor)?;
@@ -301,6 +327,7 @@ impl Sandbox {
         }
         let budget = Budget::of(limits, self.max_new_tokens);
         let mut store = new_store(&self.engine, feature, budget, self.generator.clone(), self.log.clone())?;
+        store.data_mut().streamer = sink.map(Streamer::new);
 
         let outcome = feature
             .pre
@@ -316,7 +343,11 @@ impl Sandbox {
             return Err(error);
         }
         match outcome {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if let Some(streamer) = &mut state.streamer {
+                    streamer.finish();
+                }
+            }
             Ok(Err(error)) => return Err(feature_error(error)),
             Err(error) => return Err(classify_trap(&error, state.memory_cap_hit, limits)),
         }

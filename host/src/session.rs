@@ -5,10 +5,12 @@
 //! a retryable "busy"), short-lived, and forgotten as soon as the response leaves: rustls wipes
 //! its secrets on drop, and the plaintext buffers are zeroized.
 
+use crate::sandbox::stream::PieceSink;
 use crate::sandbox::Sandbox;
 use pp_attestation::attester::{AttesterError, EvidenceSource};
 use pp_attestation::ratls::{self, RecordError};
-use pp_vocab::session::{binding, frame, valid_session_id, FrameReader, NONCE_BYTES};
+use pp_plaintext::answer::{AnswerFrame, Cost};
+use pp_vocab::session::{binding, frame as session_frame, valid_session_id, FrameReader, NONCE_BYTES};
 use pp_vocab::Sha256;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection};
@@ -111,7 +113,7 @@ impl Sessions {
         // Sent as 0.5-RTT data, right after the server's Finished.
         let mut out = Vec::new();
         ratls::drain(&mut tls, &mut out)?;
-        ratls::seal(&mut tls, &frame(&evidence.to_json()), &mut out)?;
+        ratls::seal(&mut tls, &session_frame(&evidence.to_json()), &mut out)?;
         let session = Session { tls, plaintext, opened: Instant::now() };
         let mut open = self.lock();
         if open.len() >= self.limits.max_sessions {
@@ -121,9 +123,11 @@ impl Sessions {
         Ok(out)
     }
 
-    /// Round trip 2: the device's Finished and framed request in; the framed response out. The
-    /// session ends here whatever happens.
-    pub fn records(&self, id: &str, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+    /// Round trip 2: the device's Finished and framed request in; the answer out through `out`:
+    /// one frame, or — if the request asks for a stream — a frame per piece as the feature writes
+    /// it, then a last frame with the cost. An error before any answer is returned; after that
+    /// the answer's last frame says it. The session ends here whatever happens.
+    pub fn records(&self, id: &str, body: &[u8], out: RecordSink) -> Result<(), SessionError> {
         let mut session = {
             let mut open = self.lock();
             self.expire(&mut open);
@@ -136,16 +140,34 @@ impl Sessions {
             .map_err(|e| SessionError::Malformed(e.to_string()))?
             .ok_or_else(|| SessionError::Malformed("the request did not arrive whole".into()))?;
         let request = Zeroizing::new(request);
-        let answer = match self.sandbox.handle_json(&request) {
-            Ok(response) => Answer::Ok(Box::new(response)),
-            Err(error) => Answer::Error { code: error.code(), message: error.to_string() },
+        let sealer = Arc::new(Mutex::new(Sealer { tls: session.tls, out, pieces: 0 }));
+        let into = sealer.clone();
+        let sink: PieceSink = Box::new(move |piece| lock(&into).send(&AnswerFrame::Piece(piece)));
+        let outcome = self.sandbox.handle_json_streamed(&request, Some(sink));
+        let mut sealer = lock(&sealer);
+        let last = match outcome {
+            Ok(response) if sealer.pieces > 0 => AnswerFrame::End(Cost {
+                prompt_tokens: response.prompt_tokens,
+                completion_tokens: response.completion_tokens,
+                model_calls: response.model_calls,
+            }),
+            Ok(response) => AnswerFrame::Ok(Box::new(response)),
+            Err(error) => AnswerFrame::Error { code: error.code().into(), message: error.to_string() },
         };
-        let answer = Zeroizing::new(serde_json::to_vec(&answer).expect("plain data serializes"));
-        let mut out = Vec::new();
-        ratls::seal(&mut session.tls, &frame(&answer), &mut out)?;
-        session.tls.send_close_notify();
-        ratls::drain(&mut session.tls, &mut out)?;
-        Ok(out)
+        sealer.end(&last)
+    }
+
+    /// [`Sessions::records`] with the answer's records gathered in one buffer.
+    pub fn records_collected(&self, id: &str, body: &[u8]) -> Result<Vec<u8>, SessionError> {
+        let gathered = Arc::new(Mutex::new(Vec::new()));
+        let into = gathered.clone();
+        let out: RecordSink = Box::new(move |records| {
+            into.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&records);
+            true
+        });
+        self.records(id, body, out)?;
+        let records = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(records)
     }
 
     pub fn open_sessions(&self) -> usize {
@@ -162,13 +184,41 @@ impl Sessions {
     }
 }
 
-/// What the host answers inside the session: `{"ok": response}` or `{"error": {code, message}}`.
-/// Serialized straight into a zeroized buffer (no intermediate copy of the answer's text).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Answer {
-    Ok(Box<pp_plaintext::FeatureResponse>),
-    Error { code: &'static str, message: String },
+/// Where the host's TLS records for the device go as they are made; `false` once nobody reads.
+pub type RecordSink = Box<dyn FnMut(Vec<u8>) -> bool + Send>;
+
+/// The session's TLS after the request: seals each frame of the answer and passes it on.
+struct Sealer {
+    tls: ServerConnection,
+    out: RecordSink,
+    pieces: usize,
+}
+
+impl Sealer {
+    /// Seals a piece; `false` when it could not go anywhere.
+    fn send(&mut self, frame: &AnswerFrame) -> bool {
+        let mut records = Vec::new();
+        if ratls::seal(&mut self.tls, &session_frame(&frame.to_json()), &mut records).is_err() {
+            return false;
+        }
+        self.pieces += 1;
+        (self.out)(records)
+    }
+
+    /// The last frame, then TLS's close_notify: a device that sees no close_notify knows the
+    /// answer was cut.
+    fn end(&mut self, frame: &AnswerFrame) -> Result<(), SessionError> {
+        let mut records = Vec::new();
+        ratls::seal(&mut self.tls, &session_frame(&frame.to_json()), &mut records)?;
+        self.tls.send_close_notify();
+        ratls::drain(&mut self.tls, &mut records)?;
+        (self.out)(records);
+        Ok(())
+    }
+}
+
+fn lock(sealer: &Mutex<Sealer>) -> std::sync::MutexGuard<'_, Sealer> {
+    sealer.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn check_id(id: &str) -> Result<(), SessionError> {
@@ -192,6 +242,9 @@ fn session_tls_config() -> Result<(Arc<ServerConfig>, Vec<u8>), SessionError> {
         .with_single_cert(vec![CertificateDer::from(certificate_der.clone())], key_der)
         .map_err(tls_error)?;
     config.send_half_rtt_data = true;
+    // A session is never resumed (its key dies with it): tickets would be bytes for nothing, and
+    // a size the answer's first piece does not share.
+    config.send_tls13_tickets = 0;
     Ok((Arc::new(config), certificate_der))
 }
 

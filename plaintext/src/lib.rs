@@ -17,12 +17,17 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod answer;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRequest {
     pub feature: String,
     pub parts: BTreeMap<String, PartValue>,
     pub params: BTreeMap<String, ParamValue>,
     pub options: Options,
+    /// Whether the device wants the answer in pieces as the feature writes them
+    /// ([`answer::AnswerFrame`]); the feature never sees this.
+    pub stream: bool,
 }
 
 /// User text.
@@ -151,6 +156,8 @@ struct WireRequest {
     params: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     options: Options,
+    #[serde(default)]
+    stream: bool,
 }
 
 #[derive(Serialize)]
@@ -159,6 +166,8 @@ struct WireRequestOut<'a> {
     parts: &'a BTreeMap<String, PartValue>,
     params: &'a BTreeMap<String, ParamValue>,
     options: &'a Options,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 impl FeatureRequest {
@@ -169,6 +178,7 @@ impl FeatureRequest {
             parts: BTreeMap::new(),
             params: BTreeMap::new(),
             options: Options::default(),
+            stream: false,
         }
     }
 
@@ -189,6 +199,12 @@ impl FeatureRequest {
 
     pub fn choice(self, name: &str, word: &str) -> Self {
         self.param(name, ParamValue::Choice(word.into()))
+    }
+
+    /// Asks for the answer in pieces as the feature writes them.
+    pub fn streamed(mut self) -> Self {
+        self.stream = true;
+        self
     }
 
     pub fn options(mut self, options: Options) -> Self {
@@ -232,7 +248,7 @@ impl FeatureRequest {
             };
             params.insert(name, value);
         }
-        Ok(FeatureRequest { feature: wire.feature, parts, params, options: wire.options })
+        Ok(FeatureRequest { feature: wire.feature, parts, params, options: wire.options, stream: wire.stream })
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -241,6 +257,7 @@ impl FeatureRequest {
             parts: &self.parts,
             params: &self.params,
             options: &self.options,
+            stream: self.stream,
         };
         serde_json::to_vec(&wire).expect("plain data serializes")
     }

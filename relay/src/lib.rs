@@ -14,6 +14,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures::StreamExt;
 use pp_vocab::log::{EventLog, LogValue};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -21,7 +22,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use pp_vocab::ohttp::{RELAY_REFUSAL_HEADER as REFUSAL_HEADER, REQUEST_MEDIA_TYPE};
+pub use pp_vocab::ohttp::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, RELAY_REFUSAL_HEADER as REFUSAL_HEADER,
+    REQUEST_MEDIA_TYPE,
+};
 
 /// `relay.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,17 +106,62 @@ async fn forward(
     let started = Instant::now();
     let (outcome, response, sizes) = relay.forward(client.ip(), &headers, body).await;
     let status = response.status().as_u16();
-    relay.log.record(
-        "relay-forward",
-        &[
-            ("outcome", LogValue::Word(outcome)),
-            ("status", LogValue::Number(status.into())),
-            ("request-bytes", LogValue::Number(sizes.0 as u64)),
-            ("response-bytes", LogValue::Number(sizes.1 as u64)),
-            ("duration-us", LogValue::Number(started.elapsed().as_micros() as u64)),
-        ],
-    );
-    response
+    let tally = Tally { relay: relay.clone(), outcome, status, sizes, started };
+    let (parts, body) = response.into_parts();
+    if parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v == CHUNKED_RESPONSE_MEDIA_TYPE) {
+        // A chunked answer streams: its line is logged when it ends.
+        return Response::from_parts(parts, passed_on(body, tally));
+    }
+    drop(tally);
+    Response::from_parts(parts, body)
+}
+
+/// One line in the log per request, written when its answer has gone (or broke off).
+struct Tally {
+    relay: Arc<Relay>,
+    outcome: &'static str,
+    status: u16,
+    sizes: (usize, usize),
+    started: Instant,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.relay.log.record(
+            "relay-forward",
+            &[
+                ("outcome", LogValue::Word(self.outcome)),
+                ("status", LogValue::Number(self.status.into())),
+                ("request-bytes", LogValue::Number(self.sizes.0 as u64)),
+                ("response-bytes", LogValue::Number(self.sizes.1 as u64)),
+                ("duration-us", LogValue::Number(self.started.elapsed().as_micros() as u64)),
+            ],
+        );
+    }
+}
+
+/// A chunked answer passed on as it arrives, within the body cap: past it, or if the gateway's
+/// stream breaks, the client's answer breaks too (a cut chunked answer is never complete).
+fn passed_on(body: Body, tally: Tally) -> Body {
+    let max = tally.relay.config.max_body_bytes;
+    let stream = futures::stream::unfold(Some((body.into_data_stream(), tally)), move |state| async move {
+        let (mut body, mut tally) = state?;
+        match body.next().await? {
+            Ok(bytes) if tally.sizes.1 + bytes.len() <= max => {
+                tally.sizes.1 += bytes.len();
+                Some((Ok(bytes), Some((body, tally))))
+            }
+            Ok(_) => {
+                tally.outcome = "gateway-answer-too-large";
+                Some((Err(std::io::Error::other("the gateway's answer is too large")), None))
+            }
+            Err(_) => {
+                tally.outcome = "gateway-answer-broken";
+                Some((Err(std::io::Error::other("the gateway's answer broke off")), None))
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 impl Relay {
@@ -130,10 +179,14 @@ impl Relay {
                 (0, 0),
             );
         }
-        if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(REQUEST_MEDIA_TYPE) {
-            let why = "the relay forwards only message/ohttp-req";
-            return ("wrong-media-type", refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, why), (0, 0));
-        }
+        let media_type = match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            Some(REQUEST_MEDIA_TYPE) => REQUEST_MEDIA_TYPE,
+            Some(CHUNKED_REQUEST_MEDIA_TYPE) => CHUNKED_REQUEST_MEDIA_TYPE,
+            _ => {
+                let why = "the relay forwards only message/ohttp-req and message/ohttp-chunked-req";
+                return ("wrong-media-type", refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, why), (0, 0));
+            }
+        };
         let timeout = Duration::from_millis(self.config.client_timeout_ms);
         let body = match tokio::time::timeout(timeout, to_bytes(body, self.config.max_body_bytes)).await {
             Err(_) => {
@@ -155,7 +208,7 @@ impl Relay {
         let sent = self
             .gateway
             .post(&self.config.gateway_url)
-            .header(header::CONTENT_TYPE, REQUEST_MEDIA_TYPE)
+            .header(header::CONTENT_TYPE, media_type)
             .body(body)
             .send()
             .await;
@@ -174,6 +227,15 @@ impl Relay {
             .iter()
             .filter_map(|name| answer.headers().get(name).map(|value| (name.clone(), value.clone())))
             .collect();
+        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        if kept.iter().any(|(_, value)| value == CHUNKED_RESPONSE_MEDIA_TYPE) {
+            let stream = futures::stream::unfold(answer, |mut answer| async move {
+                answer.chunk().await.transpose().map(|chunk| (chunk, answer))
+            });
+            let mut response = (code, Body::from_stream(stream)).into_response();
+            response.headers_mut().extend(kept);
+            return ("forwarded", response, (request_bytes, 0));
+        }
         let bytes = match read_capped(answer, self.config.max_body_bytes).await {
             Some(bytes) => bytes,
             None => {

@@ -184,9 +184,11 @@ pub struct WireRequest {
     pub line: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The sizes of its transfer chunks, for a chunked body (a streamed answer).
+    pub chunks: Vec<usize>,
 }
 
-/// The HTTP/1.1 requests in `bytes` (requests one after the other, bodies with a length).
+/// The HTTP/1.1 messages in `bytes` (one after the other, bodies with a length or chunked).
 pub fn http_requests(mut bytes: &[u8]) -> Vec<WireRequest> {
     let mut requests = Vec::new();
     while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -201,15 +203,37 @@ pub fn http_requests(mut bytes: &[u8]) -> Vec<WireRequest> {
             .iter()
             .find(|(name, _)| name == "content-length")
             .map_or(0, |(_, value)| value.parse::<usize>().unwrap());
-        assert!(
-            !headers.iter().any(|(name, _)| name == "transfer-encoding"),
-            "chunked bodies are not parsed here: {line}"
-        );
-        let body = bytes[end + 4..end + 4 + length].to_vec();
-        bytes = &bytes[end + 4 + length..];
-        requests.push(WireRequest { line, headers, body });
+        bytes = &bytes[end + 4..];
+        if headers.iter().any(|(name, value)| name == "transfer-encoding" && value == "chunked") {
+            let (body, chunks, rest) = dechunk(bytes);
+            bytes = rest;
+            requests.push(WireRequest { line, headers, body, chunks });
+            continue;
+        }
+        let body = bytes[..length].to_vec();
+        bytes = &bytes[length..];
+        requests.push(WireRequest { line, headers, body, chunks: Vec::new() });
     }
     requests
+}
+
+/// A chunked body (RFC 9112 §7.1): its bytes, its chunks' sizes, and what follows it.
+fn dechunk(mut bytes: &[u8]) -> (Vec<u8>, Vec<usize>, &[u8]) {
+    let (mut body, mut chunks) = (Vec::new(), Vec::new());
+    loop {
+        let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") else { return (body, chunks, &[]) };
+        let size = String::from_utf8_lossy(&bytes[..end]);
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap();
+        bytes = &bytes[end + 2..];
+        if size == 0 {
+            // No trailers here: the empty line ends the message.
+            return (body, chunks, bytes.get(2..).unwrap_or(&[]));
+        }
+        let available = size.min(bytes.len());
+        body.extend_from_slice(&bytes[..available]);
+        chunks.push(size);
+        bytes = bytes.get(size + 2..).unwrap_or(&[]);
+    }
 }
 
 /// Whether `body` is nothing but TLS 1.3 application-data records (content type 23, legacy

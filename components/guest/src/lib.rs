@@ -78,6 +78,29 @@ pub fn answer(part: &str, text: &str) -> Result<(), FeatureError> {
     Ok(())
 }
 
+/// An answer part written a line at a time, each as soon as it is final: a device that asked
+/// for a stream sees each line as it is written, and the whole is the lines joined by `\n`.
+pub struct Lines {
+    written: bool,
+}
+
+impl Lines {
+    /// Begins the answer's part `part` (one of the descriptor's outputs).
+    pub fn begin(part: &str) -> Result<Self, FeatureError> {
+        output::begin_part(part).map_err(|error| {
+            FeatureError::Internal(format!("the host refused the answer's part {part}: {}", error.name()))
+        })?;
+        Ok(Lines { written: false })
+    }
+
+    pub fn line(&mut self, text: &str) -> Result<(), FeatureError> {
+        let text = if self.written { format!("\n{text}") } else { text.to_string() };
+        output::write(&text)?;
+        self.written = true;
+        Ok(())
+    }
+}
+
 /// A system turn followed by a user turn: the shape of every prompt the features send.
 pub fn prompt(system: &str, user: &str) -> Vec<Turn> {
     vec![Turn { role: Role::System, content: system.into() }, Turn { role: Role::User, content: user.into() }]

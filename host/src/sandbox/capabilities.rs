@@ -3,6 +3,7 @@
 //! (declared parts only, within the byte and part caps).
 
 use super::bindings::pp::feature::{inference as wit_inference, log as wit_log, output as wit_output};
+use super::stream::Streamer;
 use super::SandboxError;
 use crate::inference::{self, GenerationParams, InferenceError, TextGenerator};
 use pp_plaintext::AnswerPart;
@@ -117,6 +118,8 @@ pub struct RequestState {
     pub limit_hit: Option<SandboxError>,
     pub answer: Vec<AnswerPart>,
     answer_bytes: u64,
+    /// Set when the device asked for a stream: each write is passed on at once.
+    pub streamer: Option<Streamer>,
     events_logged: u32,
     events_dropped: u32,
 }
@@ -144,6 +147,7 @@ impl RequestState {
             limit_hit: None,
             answer: Vec::new(),
             answer_bytes: 0,
+            streamer: None,
             events_logged: 0,
             events_dropped: 0,
         }
@@ -156,6 +160,15 @@ impl RequestState {
 
     fn hit(&mut self, error: SandboxError) {
         self.limit_hit.get_or_insert(error);
+    }
+
+    /// Whether the device stopped reading the stream (so the request should stop too).
+    fn stream_closed(&mut self) -> bool {
+        let closed = self.streamer.as_ref().is_some_and(|streamer| streamer.closed);
+        if closed {
+            self.hit(SandboxError::StreamClosed);
+        }
+        closed
     }
 }
 
@@ -215,6 +228,9 @@ impl wit_inference::Host for RequestState {
     ) -> Result<wit_inference::Completion, wit_inference::InferenceError> {
         if !self.budget.model {
             return Err(wit_inference::InferenceError::InvalidParams("no model while describing".into()));
+        }
+        if self.stream_closed() {
+            return Err(wit_inference::InferenceError::Backend);
         }
         if self.usage.model_calls >= self.budget.model_calls {
             self.hit(SandboxError::ModelCallCap { max: self.budget.model_calls });
@@ -324,6 +340,9 @@ impl wit_output::Host for RequestState {
             self.hit(self.too_large());
             return Err(wit_output::OutputError::TooLarge);
         }
+        if let Some(streamer) = &mut self.streamer {
+            streamer.begin_part(&name);
+        }
         self.answer.push(AnswerPart { name, text: String::new() });
         Ok(())
     }
@@ -337,8 +356,15 @@ impl wit_output::Host for RequestState {
             self.hit(self.too_large());
             return Err(wit_output::OutputError::TooLarge);
         }
+        if let Some(streamer) = &mut self.streamer {
+            streamer.write(&text);
+        }
         if let Some(part) = self.answer.last_mut() {
             part.text.push_str(&text);
+        }
+        // The world has no word for "nobody reads": the request fails with the host's own error.
+        if self.stream_closed() {
+            return Err(wit_output::OutputError::TooLarge);
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ fn sessions_beyond_the_cap_are_busy_and_expired_ones_are_gone() {
     assert_eq!(sessions.open("session-aaaaaaaaaaaa", &opening()).unwrap_err().status(), 409);
 
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(sessions.records("session-aaaaaaaaaaaa", b"late").unwrap_err(), SessionError::UnknownSession);
+    assert_eq!(sessions.records_collected("session-aaaaaaaaaaaa", b"late").unwrap_err(), SessionError::UnknownSession);
     sessions.open("session-cccccccccccc", &opening()).expect("the expired session freed its slot");
     assert_eq!(sessions.open_sessions(), 1);
 }
@@ -49,9 +49,9 @@ fn sessions_beyond_the_cap_are_busy_and_expired_ones_are_gone() {
 fn garbage_records_end_the_session_and_nothing_else() {
     let sessions = sessions(SessionLimits::default());
     sessions.open("session-dddddddddddd", &opening()).unwrap();
-    let error = sessions.records("session-dddddddddddd", &[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]).unwrap_err();
+    let error = sessions.records_collected("session-dddddddddddd", &[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]).unwrap_err();
     assert!(matches!(error, SessionError::Tls(_)), "{error:?}");
-    assert_eq!(sessions.records("session-dddddddddddd", b"again").unwrap_err(), SessionError::UnknownSession);
+    assert_eq!(sessions.records_collected("session-dddddddddddd", b"again").unwrap_err(), SessionError::UnknownSession);
     assert_eq!(sessions.open_sessions(), 0);
     sessions.open("session-eeeeeeeeeeee", &opening()).expect("the host keeps serving");
 }
@@ -130,7 +130,7 @@ fn finding_3_records_after_close_notify_are_refused_in_bounded_time() {
 
     let (done, outcome) = std::sync::mpsc::channel();
     let host = sessions.clone();
-    std::thread::spawn(move || done.send(host.records("session-ffffffffffff", &records)).unwrap());
+    std::thread::spawn(move || done.send(host.records_collected("session-ffffffffffff", &records)).unwrap());
     let error = outcome.recv_timeout(Duration::from_secs(10)).expect("the host did not spin").unwrap_err();
     let SessionError::Tls(why) = &error else { panic!("{error:?}") };
     assert!(why.contains("after the peer's close_notify"), "{why}");

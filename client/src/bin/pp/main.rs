@@ -24,9 +24,12 @@ struct Cli {
     /// The device's configuration (TOML).
     #[arg(long, default_value = "device.toml", global = true)]
     config: PathBuf,
-    /// Print the answer as JSON.
+    /// Print the answer as JSON (streamed: one line per piece, then the answer and receipt).
     #[arg(long, global = true)]
     json: bool,
+    /// Wait for the whole answer instead of printing its pieces as the host writes them.
+    #[arg(long, global = true)]
+    no_stream: bool,
     /// The device's own state (settings). Default: $PP_DEVICE_DIR, else
     /// ~/.local/share/private-processing/device.
     #[arg(long, env = "PP_DEVICE_DIR", global = true)]
@@ -268,11 +271,21 @@ async fn serve_one(
 }
 
 async fn finish(cli: &Cli, device: &Device, request: FeatureRequest, chat: Option<&str>) -> Result<()> {
-    let outcome = device.run(&request, chat).await?;
-    if cli.json {
-        println!("{}", serde_json::json!({ "response": outcome.response, "receipt": outcome.receipt }));
+    if cli.no_stream {
+        let outcome = device.run(&request, chat).await?;
+        if cli.json {
+            println!("{}", serde_json::json!({ "response": outcome.response, "receipt": outcome.receipt }));
+        } else {
+            println!("{}", run::show_answer(&outcome.response));
+        }
     } else {
-        println!("{}", run::show_answer(&outcome.response));
+        let mut printer = run::PiecePrinter::new(cli.json);
+        let outcome = device.run_streamed(&request, chat, &mut |piece| printer.print(piece)).await;
+        printer.end();
+        let outcome = outcome?;
+        if cli.json {
+            println!("{}", serde_json::json!({ "response": outcome.response, "receipt": outcome.receipt }));
+        }
     }
     settle(device).await;
     Ok(())
@@ -305,9 +318,12 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
     println!("\n== pp opt-in (AI features are off on a device until its user turns them on)");
     device.opt_in()?;
     println!("\n== pp summarize examples/picnic-chat.txt");
-    let outcome =
-        device.run(&summarize_request(Path::new("examples/picnic-chat.txt"))?, Some("picnic-chat")).await?;
-    println!("{}", run::show_answer(&outcome.response));
+    // Streamed: each point shows as the host writes it.
+    let mut printer = run::PiecePrinter::new(false);
+    let request = summarize_request(Path::new("examples/picnic-chat.txt"))?;
+    let outcome = device.run_streamed(&request, Some("picnic-chat"), &mut |piece| printer.print(piece)).await;
+    printer.end();
+    let outcome = outcome?;
     let first = outcome.receipt.number;
     // Every other example request, whatever its feature: a new feature's example shows here.
     for file in example_requests(Path::new("examples"))? {

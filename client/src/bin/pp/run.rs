@@ -1,6 +1,7 @@
 //! `pp features` and `pp run`: any feature of the release, from its descriptor.
 
 use anyhow::{bail, Context, Result};
+use pp_plaintext::answer::Piece;
 use pp_plaintext::{ChatMessage, FeatureRequest, FeatureResponse, ParamValue};
 use pp_vocab::feature::{Descriptor, ParamKind, PartKind};
 
@@ -135,4 +136,39 @@ pub fn show_answer(response: &FeatureResponse) -> String {
         out.push(format!("[{label}]\n{}", part.text));
     }
     out.join("\n\n")
+}
+
+/// Prints a streamed answer as it comes: text as it is (parts apart by a blank line), or with
+/// `--json` one `{"piece": …}` line per piece.
+pub struct PiecePrinter {
+    json: bool,
+    pieces: usize,
+}
+
+impl PiecePrinter {
+    pub fn new(json: bool) -> Self {
+        PiecePrinter { json, pieces: 0 }
+    }
+
+    pub fn print(&mut self, piece: &Piece) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let _ = writeln!(out, "{}", serde_json::json!({ "piece": piece }));
+        } else {
+            if piece.part.is_some() && self.pieces > 0 {
+                let _ = write!(out, "\n\n");
+            }
+            let _ = write!(out, "{}", piece.text);
+        }
+        let _ = out.flush();
+        self.pieces += 1;
+    }
+
+    /// Ends the text's last line (the answer itself ends without one).
+    pub fn end(&self) {
+        if !self.json && self.pieces > 0 {
+            println!();
+        }
+    }
 }

@@ -13,8 +13,8 @@ mod report;
 
 use pick::{one_line, pick, since_last, Pick, Reason};
 use pp_guest::{
-    answer, log_event, params, required, ChatMessage, Descriptor, FeatureError, Guest, Options, Request,
-    Role, Turn, Usage,
+    log_event, params, required, ChatMessage, Descriptor, FeatureError, Guest, Lines, Options, Request, Role,
+    Turn, Usage,
 };
 
 struct CatchUp;
@@ -56,13 +56,19 @@ impl Guest for CatchUp {
     fn handle(request: Request) -> Result<(), FeatureError> {
         let messages = required(request.messages("chat"), "chat")?;
         let reader = required(request.text("reader"), "reader")?;
-        let text = catch_up(messages, reader, &request.options)?;
-        answer("catch-up", &text)?;
-        Ok(())
+        let mut points = Lines::begin("catch-up")?;
+        catch_up(messages, reader, &request.options, &mut |point| points.line(point))
     }
 }
 
-fn catch_up(messages: &[ChatMessage], reader: &str, options: &Options) -> Result<String, FeatureError> {
+/// Writes each point as soon as it is made (a streaming device sees the first before the model
+/// phrases the next).
+fn catch_up(
+    messages: &[ChatMessage],
+    reader: &str,
+    options: &Options,
+    write: &mut dyn FnMut(&str) -> Result<(), FeatureError>,
+) -> Result<(), FeatureError> {
     if messages.is_empty() {
         return Err(FeatureError::InvalidInput("the chat has no messages".into()));
     }
@@ -74,13 +80,12 @@ fn catch_up(messages: &[ChatMessage], reader: &str, options: &Options) -> Result
     log_event("request-started", &[("input-messages", new.len())]);
     let picks = pick(new, &reader);
     if picks.is_empty() {
-        return Ok(NOTHING_NEW.into());
+        return write(NOTHING_NEW);
     }
     let mut usage = Usage::default();
-    let mut points = Vec::with_capacity(picks.len());
     for pick in &picks {
         let report = ask_report(&mut usage, pick, options)?;
-        points.push(report::point(pick, report.as_deref(), &reader));
+        write(&format!("- {}", report::point(pick, report.as_deref(), &reader)))?;
     }
     log_event(
         "request-finished",
@@ -89,7 +94,7 @@ fn catch_up(messages: &[ChatMessage], reader: &str, options: &Options) -> Result
             ("completion-tokens", usage.completion_tokens as usize),
         ],
     );
-    Ok(report::render(&points))
+    Ok(())
 }
 
 /// The model's report of one message, or nothing when the point will be the message itself

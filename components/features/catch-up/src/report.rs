@@ -171,10 +171,6 @@ fn quote(text: &str) -> String {
     format!("{head}…")
 }
 
-/// The answer's text: one point a line, each starting with "- ".
-pub fn render(points: &[String]) -> String {
-    points.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
-}
 
 #[cfg(test)]
 mod tests {
@@ -240,6 +236,5 @@ mod tests {
         assert_eq!(point(&tom, None, "Sam"), "Tom: I'll bring sandwiches.");
         let long = "word ".repeat(100);
         assert!(quote(&long).ends_with("word…") && quote(&long).len() <= MAX_QUOTE_BYTES + 3);
-        assert_eq!(render(&["a".into(), "b".into()]), "- a\n- b");
     }
 }

@@ -9,8 +9,8 @@
 use pp_guest::chunks::{chat_line, pack};
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
-    answer, inference, log_event, params, prompt, required, text_tokens, ChatMessage, Descriptor,
-    FeatureError, Guest, Options, Request, Usage,
+    inference, log_event, params, prompt, required, text_tokens, ChatMessage, Descriptor, FeatureError,
+    Guest, Lines, Options, Request, Usage,
 };
 
 struct Summarize;
@@ -63,14 +63,18 @@ impl Guest for Summarize {
 
     fn handle(request: Request) -> Result<(), FeatureError> {
         let messages = required(request.messages("chat"), "chat")?;
-        let (text, _usage) = summarize(messages, &request.options)?;
-        answer("summary", &text)?;
+        let (notes, _usage) = summarize(messages, &request.options)?;
+        // A line per point, each sent as soon as it is written (the checks are done by now).
+        let mut summary = Lines::begin("summary")?;
+        for note in &notes {
+            summary.line(&format!("- {note}"))?;
+        }
         Ok(())
     }
 }
 
-/// The summary's text and the model's usage.
-fn summarize(messages: &[ChatMessage], options: &Options) -> Result<(String, Usage), FeatureError> {
+/// The summary's points and the model's usage.
+fn summarize(messages: &[ChatMessage], options: &Options) -> Result<(Vec<String>, Usage), FeatureError> {
     if messages.is_empty() {
         return Err(FeatureError::InvalidInput("the chat has no messages".into()));
     }
@@ -105,8 +109,7 @@ fn summarize(messages: &[ChatMessage], options: &Options) -> Result<(String, Usa
             ("completion-tokens", usage.completion_tokens as usize),
         ],
     );
-    let text = notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n");
-    Ok((text, usage))
+    Ok((notes, usage))
 }
 
 /// Merges notes from several chunks, in rounds, until one model call sees them all.
