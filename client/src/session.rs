@@ -119,7 +119,8 @@ impl<'a> AttestedSession<'a> {
         let mut request = request.clone();
         request.stream = true;
         let records = session.seal_request(&request)?;
-        let inner = InnerRequest { path: RECORDS_PATH.into(), headers: step_headers(&id, None), body: records };
+        let inner =
+            InnerRequest { path: RECORDS_PATH.into(), headers: step_headers(&id, None), body: records };
         let mut answer = self.transport.send_streamed(&inner).await?;
         if answer.status != 200 {
             let body = answer.rest().await?;
@@ -291,7 +292,9 @@ impl VerifiedSession {
         on_piece: OnPiece<'_>,
     ) -> Result<Option<FeatureResponse>, SessionError> {
         ratls::feed(&mut self.tls, records, &mut self.plaintext)?;
-        while let Some(frame) = self.plaintext.next_frame().map_err(|e| SessionError::Malformed(e.to_string()))? {
+        while let Some(frame) =
+            self.plaintext.next_frame().map_err(|e| SessionError::Malformed(e.to_string()))?
+        {
             match parse_frame(&frame)? {
                 AnswerFrame::Piece(piece) => {
                     stream.assembly.push(&piece).map_err(|e| SessionError::Malformed(e.to_string()))?;

@@ -218,13 +218,19 @@ impl Transport {
         Err(TransportError::KeyRotated)
     }
 
-    async fn attempt_streamed(&self, keys: &[u8], request: &InnerRequest) -> Result<StreamedAttempt, TransportError> {
+    async fn attempt_streamed(
+        &self,
+        keys: &[u8],
+        request: &InnerRequest,
+    ) -> Result<StreamedAttempt, TransportError> {
         use futures::AsyncWriteExt;
         let mut config = preferred_config(keys)?;
         let bad_key = |e: ohttp::Error| TransportError::BadKeyConfig(e.to_string());
         let sealed = SharedBuffer::default();
-        let mut sender =
-            ohttp::ClientRequest::from_config(&mut config).map_err(bad_key)?.encapsulate_stream(sealed.clone()).map_err(bad_key)?;
+        let mut sender = ohttp::ClientRequest::from_config(&mut config)
+            .map_err(bad_key)?
+            .encapsulate_stream(sealed.clone())
+            .map_err(bad_key)?;
         let encoded = zeroize::Zeroizing::new(encode(request)?);
         let sealing = async {
             sender.write_all(&encoded).await?;
@@ -246,7 +252,7 @@ impl Transport {
             Box::new(futures::TryStreamExt::into_async_read(Box::pin(chunks)));
         let opened = sender.response(reader).map_err(bad_key)?;
         let mut message = <bhttp::Message as bhttp::stream::AsyncReadMessage>::async_read(
-            Box::pin(opened) as std::pin::Pin<Box<dyn futures::AsyncRead + Send>>,
+            Box::pin(opened) as std::pin::Pin<Box<dyn futures::AsyncRead + Send>>
         );
         let header = message.header().await.map_err(|e| cut(&e.to_string()))?;
         let status = header
@@ -347,7 +353,10 @@ impl StreamedResponse {
         }
         self.read += read;
         if self.read > MAX_ANSWER_BYTES {
-            return Err(TransportError::Oversized(Oversized { url: self.url.clone(), limit: MAX_ANSWER_BYTES }));
+            return Err(TransportError::Oversized(Oversized {
+                url: self.url.clone(),
+                limit: MAX_ANSWER_BYTES,
+            }));
         }
         buffer.truncate(read);
         Ok(Some(buffer))
@@ -386,10 +395,16 @@ impl futures::AsyncWrite for SharedBuffer {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
         std::task::Poll::Ready(Ok(bytes.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_close(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

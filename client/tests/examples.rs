@@ -38,7 +38,32 @@ fn every_example_request_is_answered_through_the_stack() {
         let answer = pp(&["--json", "run", "--request", &file]);
         let stderr = String::from_utf8_lossy(&answer.stderr);
         assert!(answer.status.success(), "{file}: {stderr}");
-        let json: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+        // Streamed: a `{"piece": …}` line per piece as it came, then the answer and its receipt.
+        let stdout = String::from_utf8(answer.stdout).unwrap();
+        let (last, pieces) = stdout
+            .trim_end()
+            .lines()
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(l, p)| (*l, p.to_vec()))
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(last).unwrap();
+        let streamed: String = pieces
+            .iter()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["piece"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let whole: String = json["response"]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["text"].as_str().unwrap())
+            .collect();
+        assert!(!pieces.is_empty() && streamed == whole, "{file}: pieces {streamed:?} vs answer {whole:?}");
         let feature = json["receipt"]["feature"].as_str().unwrap().to_string();
         let descriptor = &policy.features[&feature].descriptor;
         let parts = json["response"]["parts"].as_array().unwrap();

@@ -10,7 +10,9 @@ use common::*;
 use pp_attestation::simulated::SimulatedRoot;
 use pp_client::device::{Device, DeviceError};
 use pp_client::session::SessionError;
-use pp_host::inference::{Completion, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn};
+use pp_host::inference::{
+    Completion, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
+};
 use pp_plaintext::{ChatMessage, FeatureRequest};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -149,7 +151,12 @@ async fn pieces_arrive_in_order_while_the_host_generates_and_make_the_whole_answ
     let answers = http_requests(&setup.stack.relay_wire.down());
     let chunked: Vec<&WireRequest> = answers.iter().filter(|a| !a.chunks.is_empty()).collect();
     assert_eq!(chunked.len(), 1, "one streamed answer crossed the relay");
-    assert!(chunked[0].chunks.len() > pieces.len(), "chunks {:?} for {} pieces", chunked[0].chunks, pieces.len());
+    assert!(
+        chunked[0].chunks.len() > pieces.len(),
+        "chunks {:?} for {} pieces",
+        chunked[0].chunks,
+        pieces.len()
+    );
     // From the host: one transfer chunk per piece, all of one size, then the last frame with
     // TLS's close_notify.
     let from_host = http_requests(&setup.host_wires[0].down());

@@ -66,9 +66,11 @@ impl Opened {
                 let _ = chunks.send(Err(broken));
             }
         });
-        let stream = futures::stream::unfold(body, |mut body| async move {
-            body.recv().await.map(|chunk| (chunk, body))
-        });
+        let stream =
+            futures::stream::unfold(
+                body,
+                |mut body| async move { body.recv().await.map(|chunk| (chunk, body)) },
+            );
         Body::from_stream(stream)
     }
 }

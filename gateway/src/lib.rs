@@ -245,7 +245,11 @@ impl Gateway {
         };
         let (word, host, reply) = self.answer(&opened.inner).await;
         let body = opened.answer(reply.status, reply.headers, reply.content);
-        Outcome { word, host, response: ([(header::CONTENT_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE)], body).into_response() }
+        Outcome {
+            word,
+            host,
+            response: ([(header::CONTENT_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE)], body).into_response(),
+        }
     }
 
     /// The inner answer to an inner request (errors included, so the device can read them).
@@ -282,11 +286,7 @@ impl Gateway {
 
     /// A session's first step: a host is picked and room for the route checked before the token
     /// is spent (no token burned on a refusal), and the route is recorded only once it is paid.
-    async fn open(
-        &self,
-        session: &str,
-        request: &bhttp::Message,
-    ) -> (&'static str, Option<usize>, Reply) {
+    async fn open(&self, session: &str, request: &bhttp::Message) -> (&'static str, Option<usize>, Reply) {
         if self.routes.contains(session) {
             return (
                 "session-exists",
@@ -323,11 +323,7 @@ impl Gateway {
     }
 
     /// A session's second and last step, forwarded only to the host of a session that paid.
-    async fn records(
-        &self,
-        session: &str,
-        request: &bhttp::Message,
-    ) -> (&'static str, Option<usize>, Reply) {
+    async fn records(&self, session: &str, request: &bhttp::Message) -> (&'static str, Option<usize>, Reply) {
         // The host ends a session at its records step, so the gateway forgets it here too.
         let Some(host) = self.routes.take(session) else {
             let why = "no paid session with this id at the gateway (it never opened, expired or ended)";

@@ -4,12 +4,12 @@
 
 use crate::session::{RecordSink, SessionError, Sessions};
 use axum::body::{Body, Bytes};
-use futures::StreamExt;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
 use pp_vocab::session::{OPEN_PATH, RECORDS_PATH, SESSION_HEADER};
 use std::sync::Arc;
 

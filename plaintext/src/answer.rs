@@ -120,7 +120,8 @@ mod tests {
             assembly.push(&p).unwrap();
         }
         let answer = assembly.finish(Cost { prompt_tokens: 3, completion_tokens: 2, model_calls: 1 });
-        let texts: Vec<(&str, &str)> = answer.parts.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
+        let texts: Vec<(&str, &str)> =
+            answer.parts.iter().map(|p| (p.name.as_str(), p.text.as_str())).collect();
         assert_eq!(texts, [("reply", "Sure, see you"), ("reply", "No")]);
         assert_eq!(answer.model_calls, 1);
         assert_eq!(Assembly::default().push(&piece(None, "orphan")), Err(StreamError::NoPart));

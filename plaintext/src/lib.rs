@@ -248,7 +248,13 @@ impl FeatureRequest {
             };
             params.insert(name, value);
         }
-        Ok(FeatureRequest { feature: wire.feature, parts, params, options: wire.options, stream: wire.stream })
+        Ok(FeatureRequest {
+            feature: wire.feature,
+            parts,
+            params,
+            options: wire.options,
+            stream: wire.stream,
+        })
     }
 
     pub fn to_json(&self) -> Vec<u8> {

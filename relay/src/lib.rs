@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures::StreamExt;
+use futures_util::StreamExt;
 use pp_vocab::log::{EventLog, LogValue};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -144,23 +144,24 @@ impl Drop for Tally {
 /// stream breaks, the client's answer breaks too (a cut chunked answer is never complete).
 fn passed_on(body: Body, tally: Tally) -> Body {
     let max = tally.relay.config.max_body_bytes;
-    let stream = futures::stream::unfold(Some((body.into_data_stream(), tally)), move |state| async move {
-        let (mut body, mut tally) = state?;
-        match body.next().await? {
-            Ok(bytes) if tally.sizes.1 + bytes.len() <= max => {
-                tally.sizes.1 += bytes.len();
-                Some((Ok(bytes), Some((body, tally))))
+    let stream =
+        futures_util::stream::unfold(Some((body.into_data_stream(), tally)), move |state| async move {
+            let (mut body, mut tally) = state?;
+            match body.next().await? {
+                Ok(bytes) if tally.sizes.1 + bytes.len() <= max => {
+                    tally.sizes.1 += bytes.len();
+                    Some((Ok(bytes), Some((body, tally))))
+                }
+                Ok(_) => {
+                    tally.outcome = "gateway-answer-too-large";
+                    Some((Err(std::io::Error::other("the gateway's answer is too large")), None))
+                }
+                Err(_) => {
+                    tally.outcome = "gateway-answer-broken";
+                    Some((Err(std::io::Error::other("the gateway's answer broke off")), None))
+                }
             }
-            Ok(_) => {
-                tally.outcome = "gateway-answer-too-large";
-                Some((Err(std::io::Error::other("the gateway's answer is too large")), None))
-            }
-            Err(_) => {
-                tally.outcome = "gateway-answer-broken";
-                Some((Err(std::io::Error::other("the gateway's answer broke off")), None))
-            }
-        }
-    });
+        });
     Body::from_stream(stream)
 }
 
@@ -229,7 +230,7 @@ impl Relay {
             .collect();
         let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         if kept.iter().any(|(_, value)| value == CHUNKED_RESPONSE_MEDIA_TYPE) {
-            let stream = futures::stream::unfold(answer, |mut answer| async move {
+            let stream = futures_util::stream::unfold(answer, |mut answer| async move {
                 answer.chunk().await.transpose().map(|chunk| (chunk, answer))
             });
             let mut response = (code, Body::from_stream(stream)).into_response();

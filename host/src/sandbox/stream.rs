@@ -74,7 +74,9 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    fn collecting() -> (Streamer, Arc<Mutex<Vec<(Option<String>, String)>>>) {
+    type Seen = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
+    fn collecting() -> (Streamer, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let into = seen.clone();
         let sink: PieceSink = Box::new(move |piece: Piece| {

@@ -40,7 +40,10 @@ fn sessions_beyond_the_cap_are_busy_and_expired_ones_are_gone() {
     assert_eq!(sessions.open("session-aaaaaaaaaaaa", &opening()).unwrap_err().status(), 409);
 
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(sessions.records_collected("session-aaaaaaaaaaaa", b"late").unwrap_err(), SessionError::UnknownSession);
+    assert_eq!(
+        sessions.records_collected("session-aaaaaaaaaaaa", b"late").unwrap_err(),
+        SessionError::UnknownSession
+    );
     sessions.open("session-cccccccccccc", &opening()).expect("the expired session freed its slot");
     assert_eq!(sessions.open_sessions(), 1);
 }
@@ -49,9 +52,13 @@ fn sessions_beyond_the_cap_are_busy_and_expired_ones_are_gone() {
 fn garbage_records_end_the_session_and_nothing_else() {
     let sessions = sessions(SessionLimits::default());
     sessions.open("session-dddddddddddd", &opening()).unwrap();
-    let error = sessions.records_collected("session-dddddddddddd", &[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]).unwrap_err();
+    let error =
+        sessions.records_collected("session-dddddddddddd", &[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]).unwrap_err();
     assert!(matches!(error, SessionError::Tls(_)), "{error:?}");
-    assert_eq!(sessions.records_collected("session-dddddddddddd", b"again").unwrap_err(), SessionError::UnknownSession);
+    assert_eq!(
+        sessions.records_collected("session-dddddddddddd", b"again").unwrap_err(),
+        SessionError::UnknownSession
+    );
     assert_eq!(sessions.open_sessions(), 0);
     sessions.open("session-eeeeeeeeeeee", &opening()).expect("the host keeps serving");
 }
