@@ -10,7 +10,7 @@ use crate::mirrors::{fetch_agreed, read_capped, MirrorError, Oversized, ReadErro
 use std::fmt;
 use std::io::Cursor;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use pp_vocab::ohttp::{
@@ -40,6 +40,8 @@ pub enum TransportError {
     Oversized(Oversized),
     #[error("the streamed answer broke off before its end ({0}): it is incomplete")]
     AnswerCut(String),
+    #[error("a piece of the streamed answer failed its integrity check: altered, forged, repeated or reordered on the way ({0})")]
+    AnswerTampered(String),
 }
 
 /// The largest encapsulated answer read from the relay: a whole frame and its TLS and OHTTP
@@ -250,11 +252,11 @@ impl Transport {
         });
         let reader: Box<dyn futures::AsyncRead + Send + Unpin> =
             Box::new(futures::TryStreamExt::into_async_read(Box::pin(chunks)));
-        let opened = sender.response(reader).map_err(bad_key)?;
-        let mut message = <bhttp::Message as bhttp::stream::AsyncReadMessage>::async_read(
-            Box::pin(opened) as std::pin::Pin<Box<dyn futures::AsyncRead + Send>>
-        );
-        let header = message.header().await.map_err(|e| cut(&e.to_string()))?;
+        let opened: std::pin::Pin<Box<dyn futures::AsyncRead + Send>> =
+            Box::pin(sender.response(reader).map_err(bad_key)?);
+        let opened = SharedReader(Arc::new(Mutex::new(opened)));
+        let mut message = <bhttp::Message as bhttp::stream::AsyncReadMessage>::async_read(opened.clone());
+        let header = message.header().await.map_err(|e| broken(&e))?;
         let status = header
             .control()
             .status()
@@ -271,7 +273,7 @@ impl Transport {
             })
             .collect();
         let url = self.config.relay_url.clone();
-        Ok(StreamedAttempt::Answer(StreamedResponse { status, headers, message, read: 0, url }))
+        Ok(StreamedAttempt::Answer(StreamedResponse { status, headers, message, opened, read: 0, url }))
     }
 
     async fn post(&self, media_type: &str, sealed: Vec<u8>) -> Result<Posted, TransportError> {
@@ -329,7 +331,9 @@ enum StreamedAttempt {
 pub struct StreamedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    message: bhttp::stream::AsyncMessage<std::pin::Pin<Box<dyn futures::AsyncRead + Send>>>,
+    message: bhttp::stream::AsyncMessage<SharedReader>,
+    /// The opened OHTTP stream under `message`: read to its end once the message has ended.
+    opened: SharedReader,
     read: usize,
     url: String,
 }
@@ -344,11 +348,17 @@ impl StreamedResponse {
     pub async fn next_bytes(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
         use futures::AsyncReadExt;
         let mut buffer = vec![0; 16 << 10];
-        let mut body = self.message.body().map_err(|e| cut(&e.to_string()))?;
-        let read = body.read(&mut buffer).await.map_err(|e| cut(&e.to_string()))?;
+        let mut body = self.message.body().map_err(|e| broken(&e))?;
+        let read = body.read(&mut buffer).await.map_err(|e| broken(&e))?;
         if read == 0 {
-            // The content's end; the final chunk (and its "final" tag) must still come.
-            self.message.trailer().await.map_err(|e| cut(&e.to_string()))?;
+            self.message.trailer().await.map_err(|e| broken(&e))?;
+            // The message has ended; the OHTTP stream must end too, with its final chunk (the
+            // one sealed with the "final" tag): without it, the answer could have been cut.
+            let mut after = [0u8; 1];
+            let more = self.opened.read(&mut after).await.map_err(|e| broken(&e))?;
+            if more > 0 {
+                return Err(TransportError::AnswerTampered("bytes after the answer's end".into()));
+            }
             return Ok(None);
         }
         self.read += read;
@@ -372,8 +382,38 @@ impl StreamedResponse {
     }
 }
 
-fn cut(why: &str) -> TransportError {
-    TransportError::AnswerCut(why.chars().take(200).collect())
+/// A stream that cannot be read on: cut off (it ended, or the connection did, before the final
+/// chunk), or a chunk that did not open (the AEAD binds each chunk's place and the final mark).
+fn broken(error: &(dyn std::error::Error + 'static)) -> TransportError {
+    let why = error.to_string().chars().take(200).collect();
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        match error.downcast_ref::<ohttp::Error>() {
+            Some(ohttp::Error::Truncated | ohttp::Error::Io(_)) => return TransportError::AnswerCut(why),
+            Some(_) => return TransportError::AnswerTampered(why),
+            None => {}
+        }
+        // `io::Error::source` skips the error it wraps: look at that one first.
+        cause = match error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    TransportError::AnswerCut(why)
+}
+
+/// The opened OHTTP stream, shared between the binary-HTTP reader and the end-of-stream check.
+#[derive(Clone)]
+struct SharedReader(Arc<Mutex<std::pin::Pin<Box<dyn futures::AsyncRead + Send>>>>);
+
+impl futures::AsyncRead for SharedReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buffer: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut().poll_read(cx, buffer)
+    }
 }
 
 /// Where a chunked request is sealed to, read once it is whole.

@@ -10,6 +10,7 @@ use common::*;
 use pp_attestation::simulated::SimulatedRoot;
 use pp_client::device::{Device, DeviceError};
 use pp_client::session::SessionError;
+use pp_client::transport::{InnerRequest, Transport, TransportConfig, TransportError};
 use pp_host::inference::{
     Completion, GenerationParams, InferenceError, ScriptedInference, TextGenerator, Turn,
 };
@@ -140,8 +141,11 @@ async fn pieces_arrive_in_order_while_the_host_generates_and_make_the_whole_answ
     let joined: String = pieces.iter().map(|p| p.text.as_str()).collect();
     assert_eq!(joined, streamed.response.text(), "in order, nothing lost or added");
 
-    // The same request without a stream: the same answer (and the same cost).
+    // The same request without a stream: the same answer (and the same cost). After a pause:
+    // the stream's last HTTP bytes cross the relay's wire just after the device has the answer,
+    // and the spy records all connections in one log, which must not interleave.
     model.open_gate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let whole = setup.device.run(&catch_up(""), None).await.unwrap();
     assert_eq!(whole.response, streamed.response);
     assert_eq!(requests_served(&setup.host), 2);
@@ -167,6 +171,30 @@ async fn pieces_arrive_in_order_while_the_host_generates_and_make_the_whole_answ
         pieces_records.iter().all(|&size| size == pieces_records[0]) && *last > pieces_records[0],
         "every piece's records are one bucket: {streamed_records:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_summary_comes_a_point_at_a_time_and_equals_the_whole_one() {
+    let points = "- The picnic is on Saturday at 11.\n- It is in Riverside Park.\n- Ana brings the cake.";
+    let setup = setup(Arc::new(ScriptedInference::new(vec![points.into()], 2048))).await;
+    let chat = vec![
+        message("Ana", "Picnic on Saturday at 11 in Riverside Park?"),
+        message("Ben", "Yes! I'll bring drinks."),
+        message("Ana", "I'll bring the cake."),
+    ];
+    let request = FeatureRequest::new("summarize").messages("chat", chat);
+    let mut pieces = Vec::new();
+    let streamed = setup
+        .device
+        .run_streamed(&request, None, &mut |piece| pieces.push(piece.text.clone()))
+        .await
+        .unwrap();
+    let whole = setup.device.run(&request, None).await.unwrap();
+    assert_eq!(streamed.response, whole.response);
+    let lines = whole.response.text().lines().count();
+    assert!(lines >= 2, "{:?}", whole.response.text());
+    assert_eq!(pieces.len(), lines, "a piece per point: {pieces:?}");
+    assert_eq!(pieces.concat(), whole.response.text());
 }
 
 /// Forwards to `target` until told to cut: then every connection drops, as a host killed
@@ -260,5 +288,118 @@ async fn a_canary_in_a_streamed_answer_is_in_no_log_no_file_and_no_wire_outside_
     assert_gateway_reads_only_tls(&setup.host_wires[0], canary.as_bytes());
     for (path, bytes) in files_under(&setup.stack.device_dir, &setup.stack.base.join("none")) {
         assert!(!contains(&bytes, canary.as_bytes()), "{} on the device keeps the canary", path.display());
+    }
+}
+
+/// How a stand-in gateway alters its sealed answer: the OHTTP chunks, then the final one.
+type Tamper = fn(&mut Vec<Vec<u8>>, &mut Option<Vec<u8>>);
+
+/// A stand-in for relay and gateway: opens the device's chunked request with the stack's own
+/// gateway key and answers a streamed binary-HTTP 200 with three pieces, sealed as chunked OHTTP
+/// and then `tamper`ed.
+async fn tampering_gateway(stack: &Stack, tamper: Tamper) -> String {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let keys = Arc::new(pp_gateway::keys::KeySet::new(&stack.key_file.lock().unwrap()).unwrap());
+    let answer = move |body: axum::body::Bytes| {
+        let keys = keys.clone();
+        async move {
+            let server = keys.server(body[0]).unwrap().clone();
+            let mut request = server.decapsulate_stream(futures::io::Cursor::new(body.to_vec()));
+            request.read_to_end(&mut Vec::new()).await.unwrap();
+            let mut sealed = Vec::new();
+            let mut response = request.response(&mut sealed).unwrap();
+            // Indeterminate-length response, status 200, no fields; three content chunks; ends.
+            response.write_all(&[3, 0x40, 200, 0]).await.unwrap();
+            for piece in [&b"piece one"[..], b"piece two", b"piece three"] {
+                response.write_all(&[&[piece.len() as u8][..], piece].concat()).await.unwrap();
+            }
+            response.write_all(&[0, 0]).await.unwrap();
+            response.close().await.unwrap();
+            drop(response);
+            // The response nonce (16 bytes for AES-128-GCM), then length-prefixed chunks; a zero
+            // length marks the final one, which runs to the end.
+            let (nonce, mut rest) = sealed.split_at(16);
+            let (mut chunks, mut last) = (Vec::new(), None);
+            while !rest.is_empty() {
+                let (length, size) = match rest[0] >> 6 {
+                    0 => (rest[0] as usize, 1),
+                    _ => (u16::from_be_bytes([rest[0] & 0x3f, rest[1]]) as usize, 2),
+                };
+                if length == 0 {
+                    last = Some(rest[1..].to_vec());
+                    break;
+                }
+                chunks.push(rest[size..size + length].to_vec());
+                rest = &rest[size + length..];
+            }
+            tamper(&mut chunks, &mut last);
+            let mut out = nonce.to_vec();
+            for chunk in &chunks {
+                out.push(0x40 | (chunk.len() >> 8) as u8);
+                out.push(chunk.len() as u8);
+                out.extend_from_slice(chunk);
+            }
+            if let Some(last) = last {
+                out.push(0);
+                out.extend_from_slice(&last);
+            }
+            ([("content-type", pp_vocab::ohttp::CHUNKED_RESPONSE_MEDIA_TYPE)], out)
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::post(answer));
+    let listener = listener().await;
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// What the device makes of a streamed answer: the content it read, and how it ended.
+async fn read_streamed(stack: &Stack, relay_url: String) -> (Vec<u8>, Result<(), TransportError>) {
+    let transport = Transport::new(TransportConfig {
+        relay_url,
+        key_urls: vec![stack.key_url.clone()],
+        local_address: None,
+        timeout: Duration::from_secs(10),
+    });
+    let request =
+        InnerRequest { path: "/session/records".into(), headers: vec![], body: b"records".to_vec() };
+    let mut answer = transport.send_streamed(&request).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let mut content = Vec::new();
+    loop {
+        match answer.next_bytes().await {
+            Ok(Some(bytes)) => content.extend_from_slice(&bytes),
+            Ok(None) => return (content, Ok(())),
+            Err(error) => return (content, Err(error)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_altered_repeated_reordered_or_missing_is_refused_by_name() {
+    let stack = start(1).await;
+    let untouched: Tamper = |_, _| {};
+    let (content, end) = read_streamed(&stack, tampering_gateway(&stack, untouched).await).await;
+    assert_eq!((content.as_slice(), end), (&b"piece onepiece twopiece three"[..], Ok(())), "the control");
+
+    let cases: [(&str, Tamper, &str); 5] = [
+        ("a flipped byte", |chunks, _| chunks[2][3] ^= 1, "tampered"),
+        ("a repeated chunk", |chunks, _| chunks.insert(2, chunks[1].clone()), "tampered"),
+        ("two chunks swapped", |chunks, _| chunks.swap(1, 2), "tampered"),
+        ("a chunk passed off as the last", |chunks, last| *last = Some(chunks.remove(2)), "tampered"),
+        ("no final chunk", |_, last| *last = None, "cut"),
+    ];
+    for (case, tamper, expected) in cases {
+        let (content, end) = read_streamed(&stack, tampering_gateway(&stack, tamper).await).await;
+        let error = end.expect_err(case);
+        let named = match &error {
+            TransportError::AnswerTampered(_) => "tampered",
+            TransportError::AnswerCut(_) => "cut",
+            other => panic!("{case}: {other:?}"),
+        };
+        assert_eq!(named, expected, "{case}: {error}");
+        if expected == "tampered" {
+            assert!(content.len() < b"piece onepiece twopiece three".len(), "{case}: read {content:?}");
+        }
     }
 }

@@ -484,6 +484,8 @@ pub fn publish(keys: &KeySet, dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Serves until the process ends.
 pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    // A streamed piece leaves at once (Nagle would hold it for the last one's ACK: 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| _ = tcp.set_nodelay(true));
     axum::serve(listener, router(gateway)).await
 }
 

@@ -22,6 +22,8 @@ pub fn router(sessions: Arc<Sessions>) -> Router {
 }
 
 pub async fn serve(sessions: Arc<Sessions>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    // A streamed piece leaves at once (Nagle would hold it for the last one's ACK: 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| _ = tcp.set_nodelay(true));
     axum::serve(listener, router(sessions)).await
 }
 

@@ -94,6 +94,8 @@ pub async fn serve(
     log: EventLog,
 ) -> std::io::Result<()> {
     let app = router(config, log).into_make_service_with_connect_info::<SocketAddr>();
+    // A streamed piece leaves at once (Nagle would hold it for the last one's ACK: 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| _ = tcp.set_nodelay(true));
     axum::serve(listener, app).await
 }
 

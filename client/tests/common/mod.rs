@@ -137,6 +137,8 @@ pub async fn spy_wire(target: SocketAddr, source: Option<IpAddr>) -> (SocketAddr
                 socket.bind(SocketAddr::new(source, 0)).unwrap();
             }
             let Ok(outbound) = socket.connect(target).await else { continue };
+            // As the parties' own sockets: a streamed piece passes at once.
+            let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
             tokio::spawn(pipe(inbound, outbound, recorded.clone()));
         }
     });
@@ -223,7 +225,10 @@ fn dechunk(mut bytes: &[u8]) -> (Vec<u8>, Vec<usize>, &[u8]) {
     loop {
         let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") else { return (body, chunks, &[]) };
         let size = String::from_utf8_lossy(&bytes[..end]);
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap();
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or_else(|_| {
+                panic!("not a chunk size: {:?}", String::from_utf8_lossy(&bytes[..end.min(80)]))
+            });
         bytes = &bytes[end + 2..];
         if size == 0 {
             // No trailers here: the empty line ends the message.
