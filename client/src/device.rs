@@ -675,3 +675,17 @@ mod platform_tests {
             .is_err());
     }
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_stream_is_retried_only_if_nothing_was_shown() {
+        let cut = |pieces| SessionError::AnswerCut { pieces, why: "the connection closed".into() };
+        assert!(worth_one_retry(&cut(0), None), "nothing shown: as good as a lost answer");
+        assert!(!worth_one_retry(&cut(1), None), "a piece shown: the user saw part of an answer");
+        let tampered = SessionError::AnswerTampered { pieces: 0, why: "a chunk did not open".into() };
+        assert!(!worth_one_retry(&tampered, None), "tampering is not retried into");
+    }
+}

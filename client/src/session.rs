@@ -41,6 +41,8 @@ pub enum SessionError {
     Feature { code: String, message: String },
     #[error("the answer broke off after {pieces} piece(s) ({why}): it is incomplete, not an answer")]
     AnswerCut { pieces: usize, why: String },
+    #[error("the answer was tampered with on the way after {pieces} piece(s) ({why}): refused")]
+    AnswerTampered { pieces: usize, why: String },
 }
 
 /// Told each piece of a streamed answer as it arrives (in order).
@@ -86,13 +88,7 @@ impl<'a> AttestedSession<'a> {
         token: &SpendableToken,
         now: i64,
     ) -> Result<(FeatureResponse, Verified), SessionError> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let (handshake, opening) = ClientHandshake::start(self.key_exchange)?;
-        let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
-        let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
-        if let Some(progress) = self.progress {
-            progress("evidence verified; sending the request inside the attested session");
-        }
+        let (id, mut session, verified) = self.open(token, now, "").await?;
         // Attestation passed: only now does the request leave.
         let records = session.seal_request(request)?;
         let answer = self.step(RECORDS_PATH, &id, records, None).await?;
@@ -109,36 +105,46 @@ impl<'a> AttestedSession<'a> {
         now: i64,
         on_piece: OnPiece<'_>,
     ) -> Result<(FeatureResponse, Verified), SessionError> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let (handshake, opening) = ClientHandshake::start(self.key_exchange)?;
-        let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
-        let (mut session, verified) = handshake.finish(&flight, self.reference, now)?;
-        if let Some(progress) = self.progress {
-            progress("evidence verified; sending the request inside the attested session (answer streamed)");
-        }
+        let (id, mut session, verified) = self.open(token, now, " (answer streamed)").await?;
         let mut request = request.clone();
         request.stream = true;
         let records = session.seal_request(&request)?;
         let inner =
             InnerRequest { path: RECORDS_PATH.into(), headers: step_headers(&id, None), body: records };
-        let mut answer = self.transport.send_streamed(&inner).await?;
+        let mut stream = AnswerStream::default();
+        let mut answer = self.transport.send_streamed(&inner).await.map_err(|e| stream.broken(e))?;
         if answer.status != 200 {
-            let body = answer.rest().await?;
+            let body = answer.rest().await.map_err(|e| stream.broken(e))?;
             let detail = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
             return Err(SessionError::Host { status: answer.status, detail });
         }
-        let mut stream = AnswerStream::default();
         loop {
             let bytes = match answer.next_bytes().await {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => return Err(stream.cut("the stream ended before the answer's last frame")),
-                Err(TransportError::AnswerCut(why)) => return Err(stream.cut(&why)),
-                Err(other) => return Err(other.into()),
+                Err(error) => return Err(stream.broken(error)),
             };
             if let Some(response) = session.open_pieces(&bytes, &mut stream, on_piece)? {
                 return Ok((response, verified));
             }
         }
+    }
+
+    /// Round trip 1: a fresh session id, the handshake, and the evidence checked.
+    async fn open(
+        &self,
+        token: &SpendableToken,
+        now: i64,
+        how: &str,
+    ) -> Result<(String, VerifiedSession, Verified), SessionError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let (handshake, opening) = ClientHandshake::start(self.key_exchange)?;
+        let flight = self.step(OPEN_PATH, &id, opening, Some(token)).await?;
+        let (session, verified) = handshake.finish(&flight, self.reference, now)?;
+        if let Some(progress) = self.progress {
+            progress(&format!("evidence verified; sending the request inside the attested session{how}"));
+        }
+        Ok((id, session, verified))
     }
 
     async fn step(
@@ -179,6 +185,16 @@ pub struct AnswerStream {
 impl AnswerStream {
     fn cut(&self, why: &str) -> SessionError {
         SessionError::AnswerCut { pieces: self.assembly.pieces(), why: why.into() }
+    }
+
+    /// A transport error while the answer streams, with how many pieces had come.
+    fn broken(&self, error: TransportError) -> SessionError {
+        let pieces = self.assembly.pieces();
+        match error {
+            TransportError::AnswerCut(why) => SessionError::AnswerCut { pieces, why },
+            TransportError::AnswerTampered(why) => SessionError::AnswerTampered { pieces, why },
+            other => other.into(),
+        }
     }
 
     pub fn pieces(&self) -> usize {
@@ -295,6 +311,7 @@ impl VerifiedSession {
         while let Some(frame) =
             self.plaintext.next_frame().map_err(|e| SessionError::Malformed(e.to_string()))?
         {
+            let frame = Zeroizing::new(frame);
             match parse_frame(&frame)? {
                 AnswerFrame::Piece(piece) => {
                     stream.assembly.push(&piece).map_err(|e| SessionError::Malformed(e.to_string()))?;

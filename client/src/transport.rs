@@ -257,21 +257,7 @@ impl Transport {
         let opened = SharedReader(Arc::new(Mutex::new(opened)));
         let mut message = <bhttp::Message as bhttp::stream::AsyncReadMessage>::async_read(opened.clone());
         let header = message.header().await.map_err(|e| broken(&e))?;
-        let status = header
-            .control()
-            .status()
-            .ok_or_else(|| TransportError::MalformedAnswer("the answer is not a response".into()))?
-            .code();
-        let headers = header
-            .fields()
-            .iter()
-            .map(|field| {
-                (
-                    String::from_utf8_lossy(field.name()).into_owned(),
-                    String::from_utf8_lossy(field.value()).into_owned(),
-                )
-            })
-            .collect();
+        let (status, headers) = status_and_fields(header.control(), header.fields().iter())?;
         let url = self.config.relay_url.clone();
         Ok(StreamedAttempt::Answer(StreamedResponse { status, headers, message, opened, read: 0, url }))
     }
@@ -493,14 +479,20 @@ fn encode(request: &InnerRequest) -> Result<Vec<u8>, TransportError> {
 fn decode(inner: &[u8]) -> Result<InnerResponse, TransportError> {
     let message = bhttp::Message::read_bhttp(&mut Cursor::new(inner))
         .map_err(|e| TransportError::MalformedAnswer(format!("not binary HTTP: {e}")))?;
-    let status = message
-        .control()
+    let (status, headers) = status_and_fields(message.control(), message.header().iter())?;
+    Ok(InnerResponse { status, headers, body: message.content().to_vec() })
+}
+
+/// An inner answer's status and header fields.
+fn status_and_fields<'a>(
+    control: &bhttp::ControlData,
+    fields: impl Iterator<Item = &'a bhttp::Field>,
+) -> Result<(u16, Vec<(String, String)>), TransportError> {
+    let status = control
         .status()
         .ok_or_else(|| TransportError::MalformedAnswer("the answer is not a response".into()))?
         .code();
-    let headers = message
-        .header()
-        .iter()
+    let headers = fields
         .map(|field| {
             (
                 String::from_utf8_lossy(field.name()).into_owned(),
@@ -508,7 +500,7 @@ fn decode(inner: &[u8]) -> Result<InnerResponse, TransportError> {
             )
         })
         .collect();
-    Ok(InnerResponse { status, headers, body: message.content().to_vec() })
+    Ok((status, headers))
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ fn every_example_request_is_answered_through_the_stack() {
             .map(|p| p["text"].as_str().unwrap())
             .collect();
         assert!(!pieces.is_empty() && streamed == whole, "{file}: pieces {streamed:?} vs answer {whole:?}");
+        // The same request not streamed: the same parts, names and texts (the model is greedy).
+        let unstreamed = pp(&["--json", "--no-stream", "run", "--request", &file]);
+        assert!(unstreamed.status.success(), "{file}: {}", String::from_utf8_lossy(&unstreamed.stderr));
+        let unstreamed: serde_json::Value = serde_json::from_slice(&unstreamed.stdout).unwrap();
+        assert_eq!(unstreamed["response"]["parts"], json["response"]["parts"], "{file}: streamed or not");
         let feature = json["receipt"]["feature"].as_str().unwrap().to_string();
         let descriptor = &policy.features[&feature].descriptor;
         let parts = json["response"]["parts"].as_array().unwrap();

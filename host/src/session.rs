@@ -205,8 +205,8 @@ impl Sealer {
         (self.out)(records)
     }
 
-    /// The last frame, then TLS's close_notify: a device that sees no close_notify knows the
-    /// answer was cut.
+    /// The last frame, then TLS's close_notify. The last frame is what tells the device the
+    /// answer is whole (it is authenticated inside the session); a stream without it is cut.
     fn end(&mut self, frame: &AnswerFrame) -> Result<(), SessionError> {
         let mut records = Vec::new();
         ratls::seal(&mut self.tls, &session_frame(&frame.to_json()), &mut records)?;

@@ -281,7 +281,7 @@ async fn finish(cli: &Cli, device: &Device, request: FeatureRequest, chat: Optio
     } else {
         let mut printer = run::PiecePrinter::new(cli.json);
         let outcome = device.run_streamed(&request, chat, &mut |piece| printer.print(piece)).await;
-        printer.end();
+        printer.end(outcome.is_ok());
         let outcome = outcome?;
         if cli.json {
             println!("{}", serde_json::json!({ "response": outcome.response, "receipt": outcome.receipt }));
@@ -322,7 +322,7 @@ async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
     let mut printer = run::PiecePrinter::new(false);
     let request = summarize_request(Path::new("examples/picnic-chat.txt"))?;
     let outcome = device.run_streamed(&request, Some("picnic-chat"), &mut |piece| printer.print(piece)).await;
-    printer.end();
+    printer.end(outcome.is_ok());
     let outcome = outcome?;
     let first = outcome.receipt.number;
     // Every other example request, whatever its feature: a new feature's example shows here.

@@ -165,10 +165,15 @@ impl PiecePrinter {
         self.pieces += 1;
     }
 
-    /// Ends the text's last line (the answer itself ends without one).
-    pub fn end(&self) {
-        if !self.json && self.pieces > 0 {
-            println!();
+    /// Ends the text's last line (the answer itself ends without one); after pieces of an
+    /// answer that failed, says on stdout too that what it shows is not an answer.
+    pub fn end(&self, whole: bool) {
+        if self.json || self.pieces == 0 {
+            return;
+        }
+        println!();
+        if !whole {
+            println!("[incomplete: the answer broke off; the text above is not an answer]");
         }
     }
 }
