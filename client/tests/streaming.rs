@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use futures::StreamExt;
 use pp_attestation::simulated::SimulatedRoot;
 use pp_client::device::{Device, DeviceError};
 use pp_client::session::SessionError;
@@ -297,6 +298,11 @@ type Tamper = fn(&mut Vec<Vec<u8>>, &mut Option<Vec<u8>>);
 /// gateway key and answers a streamed binary-HTTP 200 with three pieces, sealed as chunked OHTTP
 /// and then `tamper`ed.
 async fn tampering_gateway(stack: &Stack, tamper: Tamper) -> String {
+    stand_in_gateway(stack, tamper, false).await
+}
+
+/// The stand-in; with `stall`, it sends the first half of its answer and then nothing, ever.
+async fn stand_in_gateway(stack: &Stack, tamper: Tamper, stall: bool) -> String {
     use futures::{AsyncReadExt, AsyncWriteExt};
     let keys = Arc::new(pp_gateway::keys::KeySet::new(&stack.key_file.lock().unwrap()).unwrap());
     let answer = move |body: axum::body::Bytes| {
@@ -342,7 +348,14 @@ async fn tampering_gateway(stack: &Stack, tamper: Tamper) -> String {
                 out.push(0);
                 out.extend_from_slice(&last);
             }
-            ([("content-type", pp_vocab::ohttp::CHUNKED_RESPONSE_MEDIA_TYPE)], out)
+            let body = if stall {
+                let half = axum::body::Bytes::from(out[..out.len() / 2].to_vec());
+                let first = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+                axum::body::Body::from_stream(first.chain(futures::stream::pending()))
+            } else {
+                axum::body::Body::from(out)
+            };
+            ([("content-type", pp_vocab::ohttp::CHUNKED_RESPONSE_MEDIA_TYPE)], body)
         }
     };
     let app = axum::Router::new().route("/", axum::routing::post(answer));
@@ -354,11 +367,19 @@ async fn tampering_gateway(stack: &Stack, tamper: Tamper) -> String {
 
 /// What the device makes of a streamed answer: the content it read, and how it ended.
 async fn read_streamed(stack: &Stack, relay_url: String) -> (Vec<u8>, Result<(), TransportError>) {
+    read_streamed_within(stack, relay_url, Duration::from_secs(10)).await
+}
+
+async fn read_streamed_within(
+    stack: &Stack,
+    relay_url: String,
+    timeout: Duration,
+) -> (Vec<u8>, Result<(), TransportError>) {
     let transport = Transport::new(TransportConfig {
         relay_url,
         key_urls: vec![stack.key_url.clone()],
         local_address: None,
-        timeout: Duration::from_secs(10),
+        timeout,
     });
     let request =
         InnerRequest { path: "/session/records".into(), headers: vec![], body: b"records".to_vec() };
@@ -401,4 +422,17 @@ async fn a_chunk_altered_repeated_reordered_or_missing_is_refused_by_name() {
             assert!(content.len() < b"piece onepiece twopiece three".len(), "{case}: read {content:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_ends_in_a_timeout_not_a_wait_forever() {
+    let stack = start(1).await;
+    let untouched: Tamper = |_, _| {};
+    let started = std::time::Instant::now();
+    let silent = stand_in_gateway(&stack, untouched, true).await;
+    let (content, end) = read_streamed_within(&stack, silent, Duration::from_secs(2)).await;
+    let error = end.expect_err("a silent stream is no answer");
+    assert!(matches!(error, TransportError::AnswerCut(_)), "{error:?}");
+    assert!(content.len() < b"piece onepiece twopiece three".len(), "read {content:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "the device's timeout ended it");
 }
