@@ -4,7 +4,7 @@
 //! (b) straight into the same host runtime (the same sandbox, components and model) with no
 //! relay, OHTTP, token or TLS. Prints per-phase medians and the ratio (a)/(b).
 //!
-//! `cargo run --release -p pp-client --example cost-of-privacy -- [--scripted] [--requests N]`
+//! `cargo run --release -p pp-client --example cost-of-privacy -- [--scripted] [--requests N] [--any-thread]`
 //! (the real model by default: run `scripts/fetch-model` first; `--scripted` answers instantly).
 
 #[path = "../tests/common/mod.rs"]
@@ -132,7 +132,14 @@ async fn main() {
         let models = ArtifactDir::open(&pp_host::llama::default_model_dir())
             .expect("no model: run scripts/fetch-model");
         eprintln!("loading {}…", policy.model.file);
-        Arc::new(pp_host::llama::LlamaGenerator::load(&models, &policy.model).unwrap())
+        let generator: Arc<dyn TextGenerator> =
+            Arc::new(pp_host::llama::LlamaGenerator::load(&models, &policy.model).unwrap());
+        // As `pp-host serve` runs it (`--any-thread` calls it from whichever thread asks, as before).
+        if args.iter().any(|a| a == "--any-thread") {
+            generator
+        } else {
+            Arc::new(pp_host::inference::one_thread::OnOneThread::new(generator))
+        }
     };
     let model = Arc::new(Timed { inner, spent: Mutex::default() });
     let root = SimulatedRoot::generate();

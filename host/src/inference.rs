@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod one_thread;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     System,
