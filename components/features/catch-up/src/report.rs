@@ -171,7 +171,6 @@ fn quote(text: &str) -> String {
     format!("{head}…")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
