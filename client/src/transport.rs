@@ -120,8 +120,9 @@ pub enum KeysSource {
     Reused(Duration),
 }
 
-enum Attempt {
-    Answer(InnerResponse),
+/// One try with the keys held: an answer, or the gateway's word that the key id is unknown.
+enum Attempt<T> {
+    Answer(T),
     KeyRefused,
 }
 
@@ -139,16 +140,25 @@ impl Transport {
     /// again (once) if the gateway says they were rotated.
     pub async fn send(&self, request: &InnerRequest) -> Result<InnerResponse, TransportError> {
         for _ in 0..2 {
-            let keys = match self.fresh_keys() {
-                Some(keys) => keys,
-                None => self.fetch_keys().await?,
-            };
-            match self.attempt(&keys, request).await? {
+            match self.attempt(&self.keys().await?, request).await? {
                 Attempt::Answer(answer) => return Ok(answer),
-                Attempt::KeyRefused => *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None,
+                Attempt::KeyRefused => self.forget_keys(),
             }
         }
         Err(TransportError::KeyRotated)
+    }
+
+    /// The keys held while they are fresh, else fetched.
+    async fn keys(&self) -> Result<Vec<u8>, TransportError> {
+        match self.fresh_keys() {
+            Some(keys) => Ok(keys),
+            None => self.fetch_keys().await,
+        }
+    }
+
+    /// After the gateway refused the key id: the next attempt fetches the keys anew.
+    fn forget_keys(&self) {
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Makes sure the next request has keys: the ones held while they are fresh, else fetched.
@@ -188,7 +198,11 @@ impl Transport {
         Ok(agreed.bytes)
     }
 
-    async fn attempt(&self, keys: &[u8], request: &InnerRequest) -> Result<Attempt, TransportError> {
+    async fn attempt(
+        &self,
+        keys: &[u8],
+        request: &InnerRequest,
+    ) -> Result<Attempt<InnerResponse>, TransportError> {
         let mut config = preferred_config(keys)?;
         let sender = ohttp::ClientRequest::from_config(&mut config)
             .map_err(|e| TransportError::BadKeyConfig(e.to_string()))?;
@@ -208,13 +222,9 @@ impl Transport {
     /// seals it (keys as for [`Transport::send`]).
     pub async fn send_streamed(&self, request: &InnerRequest) -> Result<StreamedResponse, TransportError> {
         for _ in 0..2 {
-            let keys = match self.fresh_keys() {
-                Some(keys) => keys,
-                None => self.fetch_keys().await?,
-            };
-            match self.attempt_streamed(&keys, request).await? {
-                StreamedAttempt::Answer(answer) => return Ok(answer),
-                StreamedAttempt::KeyRefused => *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            match self.attempt_streamed(&self.keys().await?, request).await? {
+                Attempt::Answer(answer) => return Ok(answer),
+                Attempt::KeyRefused => self.forget_keys(),
             }
         }
         Err(TransportError::KeyRotated)
@@ -224,7 +234,7 @@ impl Transport {
         &self,
         keys: &[u8],
         request: &InnerRequest,
-    ) -> Result<StreamedAttempt, TransportError> {
+    ) -> Result<Attempt<StreamedResponse>, TransportError> {
         use futures::AsyncWriteExt;
         let mut config = preferred_config(keys)?;
         let bad_key = |e: ohttp::Error| TransportError::BadKeyConfig(e.to_string());
@@ -241,10 +251,7 @@ impl Transport {
         sealing.await.map_err(|e: std::io::Error| TransportError::BadKeyConfig(format!("sealing: {e}")))?;
         let posted = self.post(CHUNKED_REQUEST_MEDIA_TYPE, sealed.take()).await?;
         if posted.status != 200 || posted.media_type != CHUNKED_RESPONSE_MEDIA_TYPE {
-            return Ok(match self.refusal(posted).await? {
-                Attempt::Answer(_) => unreachable!("refusal() answers no Answer"),
-                Attempt::KeyRefused => StreamedAttempt::KeyRefused,
-            });
+            return self.refusal(posted).await;
         }
         let chunks = futures::stream::unfold(posted.answer, |mut answer| async move {
             let chunk = answer.chunk().await.map_err(std::io::Error::other).transpose()?;
@@ -259,7 +266,7 @@ impl Transport {
         let header = message.header().await.map_err(|e| broken(&e))?;
         let (status, headers) = status_and_fields(header.control(), header.fields().iter())?;
         let url = self.config.relay_url.clone();
-        Ok(StreamedAttempt::Answer(StreamedResponse { status, headers, message, opened, read: 0, url }))
+        Ok(Attempt::Answer(StreamedResponse { status, headers, message, opened, read: 0, url }))
     }
 
     async fn post(&self, media_type: &str, sealed: Vec<u8>) -> Result<Posted, TransportError> {
@@ -287,7 +294,7 @@ impl Transport {
 
     /// What an answer that is not a sealed one means: the relay's or the gateway's refusal, or
     /// a key the gateway no longer has.
-    async fn refusal(&self, posted: Posted) -> Result<Attempt, TransportError> {
+    async fn refusal<T>(&self, posted: Posted) -> Result<Attempt<T>, TransportError> {
         let by_relay = posted.answer.headers().contains_key(RELAY_REFUSAL_HEADER);
         let (status, media_type) = (posted.status, posted.media_type);
         let body = self.read(posted.answer).await?;
@@ -306,11 +313,6 @@ struct Posted {
     status: u16,
     media_type: String,
     answer: reqwest::Response,
-}
-
-enum StreamedAttempt {
-    Answer(StreamedResponse),
-    KeyRefused,
 }
 
 /// The inner answer to a chunked request: status and headers, then its content as it arrives.

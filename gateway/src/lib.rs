@@ -377,30 +377,24 @@ impl Reply {
             Content::Whole(bytes) => bytes,
             Content::Streamed(reply) => match reply.bytes().await {
                 Ok(bytes) => bytes.to_vec(),
-                Err(_) => return Err(inner_error(502, "the host's answer broke off").into_message_now()),
+                Err(_) => {
+                    let why = b"the host's answer broke off".to_vec();
+                    return Err(message(502, plain_text(), why));
+                }
             },
         };
-        let status = bhttp::StatusCode::try_from(self.status).unwrap_or(500u16.try_into().expect("valid"));
-        let mut answer = bhttp::Message::response(status);
-        for (name, value) in self.headers {
-            answer.put_header(name, value);
-        }
-        answer.write_content(content);
-        Ok(answer)
+        Ok(message(self.status, self.headers, content))
     }
+}
 
-    /// A reply made by the gateway itself (its content is already whole).
-    fn into_message_now(self) -> bhttp::Message {
-        let status = bhttp::StatusCode::try_from(self.status).unwrap_or(500u16.try_into().expect("valid"));
-        let mut answer = bhttp::Message::response(status);
-        for (name, value) in self.headers {
-            answer.put_header(name, value);
-        }
-        if let Content::Whole(bytes) = self.content {
-            answer.write_content(bytes);
-        }
-        answer
+fn message(status: u16, headers: Vec<(String, Vec<u8>)>, content: Vec<u8>) -> bhttp::Message {
+    let status = bhttp::StatusCode::try_from(status).unwrap_or(500u16.try_into().expect("valid"));
+    let mut answer = bhttp::Message::response(status);
+    for (name, value) in headers {
+        answer.put_header(name, value);
     }
+    answer.write_content(content);
+    answer
 }
 
 /// The gateway's routes: `POST /gateway` (OHTTP) and `GET /health`.
@@ -445,8 +439,11 @@ fn refusal_answer(refusal: Refusal) -> (&'static str, Option<usize>, Reply) {
 }
 
 fn inner_error(status: u16, why: &str) -> Reply {
-    let headers = vec![("content-type".to_string(), b"text/plain; charset=utf-8".to_vec())];
-    Reply { status, headers, content: Content::Whole(why.as_bytes().to_vec()) }
+    Reply { status, headers: plain_text(), content: Content::Whole(why.as_bytes().to_vec()) }
+}
+
+fn plain_text() -> Vec<(String, Vec<u8>)> {
+    vec![("content-type".to_string(), b"text/plain; charset=utf-8".to_vec())]
 }
 
 /// The hosts, their health, and a round-robin cursor.
