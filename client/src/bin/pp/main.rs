@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rewrite { style, draft } => (rewrite_request(style, draft)?, None),
         Command::Features => {
             let config = DeviceConfig::load(&cli.config)?;
-            let device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+            let device = Device::open(config, &state)?.on_progress(run::say);
             let features = device.features().await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&features)?);
@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> Result<()> {
                 feature.as_deref().context("name a feature (`pp features` lists them) or give --request")?;
             settings.check(chat_name.as_deref())?;
             let config = DeviceConfig::load(&cli.config)?;
-            let device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+            let device = Device::open(config, &state)?.on_progress(run::say);
             // The feature's descriptor says each part's and parameter's kind; without a ledger, guess.
             let features = device.features().await.unwrap_or_default();
             let descriptor = features.iter().find(|d| d.name == feature);
@@ -266,7 +266,7 @@ async fn serve_one(
     // The user's choices come before anything else, the config included.
     settings.check(chat.as_deref())?;
     let config = DeviceConfig::load(&cli.config)?;
-    let device = Device::open(config, state)?.on_progress(|line| eprintln!("pp: {line}"));
+    let device = Device::open(config, state)?.on_progress(run::say);
     finish(cli, &device, request, chat.as_deref()).await
 }
 
@@ -314,7 +314,7 @@ async fn demo(dir: &Path, state: Option<PathBuf>) -> Result<()> {
 
 async fn demo_requests(stack: &dev::Stack, state: PathBuf) -> Result<()> {
     let config = DeviceConfig::load(&stack.device_config())?;
-    let mut device = Device::open(config, &state)?.on_progress(|line| eprintln!("pp: {line}"));
+    let mut device = Device::open(config, &state)?.on_progress(run::say);
     println!("\n== pp opt-in (AI features are off on a device until its user turns them on)");
     device.opt_in()?;
     println!("\n== pp summarize examples/picnic-chat.txt");

@@ -138,6 +138,18 @@ pub fn show_answer(response: &FeatureResponse) -> String {
     out.join("\n\n")
 }
 
+/// Whether stdout is in the middle of a streamed answer's line: a progress line on stderr then
+/// starts a new line first, so a terminal does not show it glued to the answer.
+static MID_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A progress line, on stderr.
+pub fn say(line: &str) {
+    if MID_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        println!();
+    }
+    eprintln!("pp: {line}");
+}
+
 /// Prints a streamed answer as it comes: text as it is (parts apart by a blank line), or with
 /// `--json` one `{"piece": …}` line per piece.
 pub struct PiecePrinter {
@@ -160,6 +172,9 @@ impl PiecePrinter {
                 let _ = write!(out, "\n\n");
             }
             let _ = write!(out, "{}", piece.text);
+            if !piece.text.is_empty() {
+                MID_LINE.store(!piece.text.ends_with('\n'), std::sync::atomic::Ordering::SeqCst);
+            }
         }
         let _ = out.flush();
         self.pieces += 1;
@@ -171,7 +186,9 @@ impl PiecePrinter {
         if self.json || self.pieces == 0 {
             return;
         }
-        println!();
+        if MID_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            println!();
+        }
         if !whole {
             println!("[incomplete: the answer broke off; the text above is not an answer]");
         }
