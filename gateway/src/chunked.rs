@@ -57,11 +57,19 @@ pub enum Content {
 }
 
 impl Opened {
-    /// Seals the answer as it comes and returns the HTTP body that carries it.
-    pub fn answer(self, status: u16, headers: Vec<(String, Vec<u8>)>, content: Content) -> Body {
+    /// Seals the answer as it comes and returns the HTTP body that carries it. A host that
+    /// streams more than `max_bytes` is cut off there (the device sees a cut answer): what waits
+    /// for the device stays bounded.
+    pub fn answer(
+        self,
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        content: Content,
+        max_bytes: usize,
+    ) -> Body {
         let Opened { mut sealer, chunks, body, .. } = self;
         tokio::spawn(async move {
-            if let Err(broken) = seal(&mut sealer, status, &headers, content).await {
+            if let Err(broken) = seal(&mut sealer, status, &headers, content, max_bytes).await {
                 // No final chunk, and a broken HTTP body: the device sees a cut answer.
                 let _ = chunks.send(Err(broken));
             }
@@ -80,12 +88,18 @@ async fn seal(
     status: u16,
     headers: &[(String, Vec<u8>)],
     content: Content,
+    max_bytes: usize,
 ) -> io::Result<()> {
     answer.write_all(&head(status, headers)).await?;
     match content {
         Content::Whole(bytes) => answer.write_all(&chunk(&bytes)).await?,
         Content::Streamed(mut reply) => {
+            let mut streamed = 0;
             while let Some(bytes) = reply.chunk().await.map_err(io::Error::other)? {
+                streamed += bytes.len();
+                if streamed > max_bytes {
+                    return Err(io::Error::other("the host's answer is over the carried size"));
+                }
                 answer.write_all(&chunk(&bytes)).await?;
             }
         }

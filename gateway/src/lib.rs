@@ -244,7 +244,7 @@ impl Gateway {
             return Outcome { word: "undecryptable", host: None, response };
         };
         let (word, host, reply) = self.answer(&opened.inner).await;
-        let body = opened.answer(reply.status, reply.headers, reply.content);
+        let body = opened.answer(reply.status, reply.headers, reply.content, self.config.max_body_bytes);
         Outcome {
             word,
             host,

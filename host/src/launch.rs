@@ -85,8 +85,10 @@ pub fn load_model(model_dir: &Path, policy: &ReleasePolicy) -> Result<Arc<dyn Te
     let started = std::time::Instant::now();
     let generator = crate::llama::LlamaGenerator::load(&models, &policy.model)?;
     eprintln!("inference: {} — loaded in {} ms", generator.describe(), started.elapsed().as_millis());
-    // Whichever thread a request runs on, the model's calls run on one (one OpenMP team).
-    Ok(Arc::new(crate::inference::one_thread::OnOneThread::new(Arc::new(generator))))
+    // Whichever thread a request runs on, the model's calls run on one (one OpenMP team), and
+    // concurrent requests' calls are decoded together.
+    let batched = crate::llama::BatchedLlama::new(generator, crate::llama::DEFAULT_SEQUENCES)?;
+    Ok(Arc::new(batched))
 }
 
 /// Built without the model backend (feature `llama`): only scripted replies.

@@ -24,6 +24,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod batched;
+pub use batched::{BatchedLlama, DEFAULT_SEQUENCES};
+
 /// Architectures this backend is tested with.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 

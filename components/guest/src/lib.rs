@@ -8,6 +8,8 @@
 pub mod chunks;
 mod describe;
 pub mod facts;
+pub mod heard;
+pub mod report;
 mod request;
 
 // Generated code: its lints are wit-bindgen's business.

@@ -7,33 +7,52 @@ use pp_host::sandbox::SandboxError;
 use std::sync::Arc;
 
 #[test]
-fn summarize_keeps_the_factual_answer_and_drops_filler() {
-    let vague = "- Everyone had a great time chatting.";
-    let factual =
-        "* The picnic is on Saturday at 11am at Riverside Park\n2. Plans are fun\n- Rain: Maya's place";
-    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[vague, factual]));
+fn summarize_reports_each_chosen_message_and_quotes_the_reports_that_add_anything() {
+    // The picnic's six messages with a plan, an offer or a fallback ("Yes! Saturday works" adds
+    // nothing): one report each, in chat order; the second Priya report invents a name.
+    let reports = [
+        "Maya suggests a picnic this Saturday.",
+        "Maya says to meet at 11am at Riverside Park.",
+        "Priya will bring sandwiches and cake.",
+        "Tom will bring the frisbee and a blanket.",
+        "Maya will bring a cake.",
+        "Lena will host if it rains.",
+    ];
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&reports));
     let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
     assert_eq!(
         response.text(),
-        "- The picnic is on Saturday at 11am at Riverside Park\n- Rain: Maya's place"
+        "- Maya suggests a picnic this Saturday.\n\
+         - Maya says to meet at 11am at Riverside Park.\n\
+         - Priya: I'll bring sandwiches and lemonade.\n\
+         - Tom will bring the frisbee and a blanket.\n\
+         - Maya will bring a cake.\n\
+         - Priya: If it rains we can go to Maya's place instead."
     );
-    assert_eq!(response.model_calls, 2, "one way of asking, then a second after a vague answer");
+    assert_eq!(response.model_calls, 6, "one short call per point");
 }
 
 #[test]
-fn summarize_turns_prose_into_bullets() {
-    let prose = "This chat is lovely. They meet on Saturday at 11.30 at Riverside Park! Maya brings cake.";
-    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[prose]));
-    let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
-    assert_eq!(response.text(), "- They meet on Saturday at 11.30 at Riverside Park!\n- Maya brings cake.");
+fn summarize_leaves_out_a_plan_that_a_later_message_changed() {
+    let chat = [
+        ("Aisha", "Dinner on Friday at 7pm at Bella Napoli?"),
+        ("Leo", "Friday is tricky for me, sorry."),
+        ("Aisha", "Saturday at 8pm at Bella Napoli works then. I'll book a table for five."),
+        ("Kenji", "ok"),
+    ];
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["(no report)"]));
+    let response = sandbox.handle(&summarize(&chat)).unwrap();
+    let text = response.text();
+    assert!(text.contains("Saturday at 8pm") && !text.contains("7pm"), "{text}");
+    assert!(!text.contains("Kenji"), "filler is no point: {text}");
 }
 
 #[test]
-fn summarize_keeps_at_most_five_bullets() {
-    let answer = (1..=9).map(|i| format!("- point {i} about Saturday")).collect::<Vec<_>>().join("\n");
-    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[&answer]));
-    let response = sandbox.handle(&example("picnic-chat.json")).unwrap();
-    assert_eq!(response.text().lines().count(), 5);
+fn summarize_answers_plainly_when_no_message_says_anything() {
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["- invented"]));
+    let response = sandbox.handle(&summarize(&[("Ana", "ok"), ("Ben", "🎉🎉"), ("Cem", "lol")])).unwrap();
+    assert_eq!(response.text(), "Nothing to summarize: the chat has only short replies or emoji.");
+    assert_eq!(response.model_calls, 0);
 }
 
 #[test]
@@ -48,10 +67,11 @@ fn rewrite_keeps_the_first_answer_that_keeps_every_fact() {
 
 #[test]
 fn rewrite_strips_the_wrapping_a_small_model_adds() {
-    let (sandbox, _) =
-        sandbox_with(&release_policy(), scripted(&["Rewritten message: \"Dear Dana, please send it.\""]));
+    let wrapped =
+        "Rewritten message: \"Dear Dana, could you send me the report by Friday for the 3pm meeting?\"";
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[wrapped]));
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
-    assert_eq!(response.text(), "Dear Dana, please send it.");
+    assert_eq!(response.text(), "Dear Dana, could you send me the report by Friday for the 3pm meeting?");
     let introduced = "Here is a formal version:\n\"Please send me the report by Friday for the meeting with Dana at 3pm.\"";
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[introduced]));
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
@@ -77,7 +97,8 @@ fn rewrite_serves_every_style() {
         let first: String =
             prompts[0].iter().map(|turn| turn.content.as_str()).collect::<Vec<_>>().join("\n");
         assert!(first.contains(instruction), "{style:?}: the prompt lacks {instruction:?}: {first}");
-        assert!(first.contains("see u at 5"), "{style:?}: the prompt lacks the draft");
+        // The draft with its text-speak spelled out.
+        assert!(first.contains("See you at 5"), "{style:?}: the prompt lacks the draft");
         for (other, other_instruction) in styles {
             if other != style {
                 assert!(!first.contains(other_instruction), "{style:?} was asked for {other:?}");
@@ -89,6 +110,26 @@ fn rewrite_serves_every_style() {
 #[test]
 fn an_empty_model_answer_is_a_model_error() {
     let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["   "]));
-    let error = sandbox.handle(&example("draft-formal.json")).unwrap_err();
+    let error = sandbox.handle(&example("draft-friendly.json")).unwrap_err();
     assert!(matches!(error, SandboxError::ModelError(_)), "{error:?}");
+}
+
+#[test]
+fn a_draft_given_back_unchanged_is_an_error_not_a_rewrite() {
+    let draft = "The rent of 850 euros is due on March 1. Please pay it on time.";
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&[draft]));
+    let error = sandbox.handle(&rewrite(draft, "friendly")).unwrap_err();
+    let SandboxError::ModelError(why) = error else { panic!("{error:?}") };
+    assert!(why.contains("unchanged"), "{why}");
+}
+
+#[test]
+fn a_formal_rewrite_the_model_misses_falls_back_to_the_draft_spelled_out() {
+    let (sandbox, _) = sandbox_with(&release_policy(), scripted(&["   ", "I'm sorry, I can't."]));
+    let response = sandbox.handle(&example("draft-formal.json")).unwrap();
+    assert_eq!(
+        response.text(),
+        "Hello, can you send me the report by friday? Need it for the meeting with Dana at 3pm. Thank you"
+    );
+    assert_eq!(response.model_calls, 8, "every way of asking was tried first");
 }

@@ -4,6 +4,7 @@
 //! model (`scripts/fetch-model`); `scripts/test` does both first.
 
 mod authoring;
+mod batching;
 mod binaries;
 mod common;
 mod components;

@@ -13,32 +13,14 @@ mod report;
 
 use pick::{one_line, pick, since_last, Pick, Reason};
 use pp_guest::{
-    log_event, params, required, ChatMessage, Descriptor, FeatureError, Guest, Lines, Options, Request, Role,
-    Turn, Usage,
+    log_event, required, ChatMessage, Descriptor, FeatureError, Guest, Lines, Options, Request, Usage,
 };
 
 struct CatchUp;
 
 pp_guest::export!(CatchUp);
 
-/// Tokens the model may write for one report.
-const REPORT_TOKENS: u32 = 48;
-/// Bytes of a message given to the model (a longer one is quoted, cut, instead).
-const MAX_REPORTED_BYTES: usize = 400;
-
 const NOTHING_NEW: &str = "Nothing new since your last message.";
-
-const SYSTEM: &str = "You report chat messages in the third person, in one short sentence.";
-
-/// Worked examples as earlier exchanges: the 135M model follows a shown pattern far better than
-/// an instruction. Their names and facts are in no chat, so a copied example fails the check.
-const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "Message from Lena: \"I booked the table for 8, see you at the Blue Cafe.\"",
-        "Lena booked the table for 8 at the Blue Cafe.",
-    ),
-    ("Message from Omar: \"Can we start at 9 instead?\"", "Omar asks to start at 9 instead."),
-];
 
 impl Guest for CatchUp {
     fn describe() -> Descriptor {
@@ -98,20 +80,10 @@ fn catch_up(
 }
 
 /// The model's report of one message, or nothing when the point will be the message itself
-/// (a question for the reader, a message without author, a long one).
+/// (a question for the reader is always quoted).
 fn ask_report(usage: &mut Usage, pick: &Pick, options: &Options) -> Result<Option<String>, FeatureError> {
-    let author = one_line(&pick.message.author);
-    let text = one_line(&pick.message.text);
-    if pick.reason == Reason::AsksReader || author.is_empty() || text.len() > MAX_REPORTED_BYTES {
+    if pick.reason == Reason::AsksReader {
         return Ok(None);
     }
-    let mut turns = vec![Turn { role: Role::System, content: SYSTEM.into() }];
-    for (message, report) in EXAMPLES {
-        turns.push(Turn { role: Role::User, content: message.to_string() });
-        turns.push(Turn { role: Role::Assistant, content: report.to_string() });
-    }
-    turns.push(Turn { role: Role::User, content: format!("Message from {author}: \"{text}\"") });
-    let max_tokens = options.max_output_tokens.unwrap_or(REPORT_TOKENS).clamp(1, REPORT_TOKENS);
-    let completion = usage.generate(&turns, &params(options, max_tokens, &["\n"]))?;
-    Ok(Some(completion.text))
+    pp_guest::report::ask(usage, pick.message, options)
 }

@@ -3,7 +3,7 @@
 //! plan that a later message changed.
 
 pub use pp_guest::chunks::one_line;
-use pp_guest::facts::DAYS;
+use pp_guest::heard::Heard;
 use pp_guest::ChatMessage;
 
 /// Points in the answer at most.
@@ -27,78 +27,6 @@ pub struct Pick<'a> {
     pub reason: Reason,
 }
 
-const CHANGE: &[&str] = &[
-    "instead",
-    "move",
-    "moved",
-    "moving",
-    "change",
-    "changed",
-    "cancel",
-    "cancelled",
-    "canceled",
-    "postpone",
-    "postponed",
-    "delay",
-    "delayed",
-    "rain",
-    "can't",
-    "cannot",
-    "won't",
-    "unfortunately",
-    "actually",
-    "late",
-    "earlier",
-];
-const DECISION: &[&str] = &[
-    "agreed",
-    "agree",
-    "let's",
-    "lets",
-    "i'll",
-    "we'll",
-    "decided",
-    "confirmed",
-    "booked",
-    "done",
-    "deal",
-    "fine",
-    "works",
-    "settled",
-    "final",
-    "ordered",
-    "bought",
-    "paid",
-    "reserved",
-    "sent",
-    "fixed",
-];
-const FILLER: &[&str] = &[
-    "ok",
-    "okay",
-    "k",
-    "lol",
-    "haha",
-    "thanks",
-    "thx",
-    "ty",
-    "yes",
-    "yeah",
-    "yep",
-    "no",
-    "nope",
-    "cool",
-    "nice",
-    "great",
-    "sure",
-    "+1",
-    "same",
-    "wow",
-    "omg",
-    "sounds good",
-    "ok thanks",
-];
-
 /// The messages after the reader's last one (all of them if the reader never wrote); empty if the
 /// reader's message is the last. Authors match without regard to case or spacing.
 pub fn since_last<'a>(messages: &'a [ChatMessage], reader: &str) -> &'a [ChatMessage] {
@@ -119,13 +47,13 @@ pub fn pick<'a>(new: &'a [ChatMessage], reader: &str) -> Vec<Pick<'a>> {
         if h.words.is_empty() || h.filler {
             continue;
         }
-        let changed_later = heard[i + 1..].iter().any(|later| later.change && later.plan & h.plan != 0);
+        let changed_later = heard[i + 1..].iter().any(|later| h.replaced_by(later));
         let mut score = h.score();
-        if changed_later && h.reason() != Reason::AsksReader {
+        if changed_later && reason(h) != Reason::AsksReader {
             score -= 3;
         }
         if score >= 2 {
-            ranked.push((score, i, h.reason()));
+            ranked.push((score, i, reason(h)));
         }
     }
     if ranked.is_empty() {
@@ -139,72 +67,18 @@ pub fn pick<'a>(new: &'a [ChatMessage], reader: &str) -> Vec<Pick<'a>> {
     ranked.into_iter().map(|(_, i, reason)| Pick { message: &new[i], reason }).collect()
 }
 
-/// Lowercase words without punctuation (apostrophes kept: "i'll").
-pub fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '+'))
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// What one message is made of, for ranking.
-struct Heard {
-    words: Vec<String>,
-    filler: bool,
-    names_reader: bool,
-    question: bool,
-    change: bool,
-    decision: bool,
-    /// Bit 0: names a day; bit 1: a time or number.
-    plan: u8,
-}
-
-impl Heard {
-    fn of(message: &ChatMessage, reader: &str) -> Heard {
-        let words = words(&message.text);
-        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
-        let joined = words.join(" ");
-        let day = has(DAYS) || words.iter().any(|w| w == "weekend");
-        let time = words.iter().any(|w| w.chars().any(|c| c.is_ascii_digit()))
-            || has(&["noon", "midnight", "am", "pm"]);
-        Heard {
-            filler: words.len() <= 3
-                && (FILLER.contains(&joined.as_str()) || words.iter().all(|w| FILLER.contains(&w.as_str()))),
-            names_reader: !reader.is_empty() && words.iter().any(|w| w.trim_end_matches("'s") == reader),
-            // "Dad, please pick up grandma" asks as much as a question does.
-            question: message.text.contains('?') || words.iter().any(|w| w == "please"),
-            change: has(CHANGE) || joined.contains("bad news") || joined.contains("no longer"),
-            decision: has(DECISION),
-            plan: u8::from(day) | (u8::from(time) << 1),
-            words,
-        }
-    }
-
-    fn score(&self) -> i32 {
-        let mut score = 0;
-        if self.names_reader {
-            score += if self.question { 8 } else { 4 };
-        }
-        score += if self.change { 3 } else { 0 };
-        score += if self.decision { 2 } else { 0 };
-        score += if self.plan != 0 { 2 } else { 0 };
-        score += i32::from(self.question);
-        score
-    }
-
-    fn reason(&self) -> Reason {
-        if self.names_reader && self.question {
-            Reason::AsksReader
-        } else if self.change {
-            Reason::Change
-        } else if self.decision {
-            Reason::Decision
-        } else if self.plan != 0 || self.names_reader || self.question {
-            Reason::Fact
-        } else {
-            Reason::Recent
-        }
+/// Why a message is worth the reader's time.
+fn reason(heard: &Heard) -> Reason {
+    if heard.names_reader && heard.question {
+        Reason::AsksReader
+    } else if heard.change {
+        Reason::Change
+    } else if heard.decision {
+        Reason::Decision
+    } else if heard.plan != 0 || heard.names_reader || heard.question {
+        Reason::Fact
+    } else {
+        Reason::Recent
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod plain;
+
 use pp_guest::facts::{self, Facts};
 use pp_guest::{
     answer, inference, log_event, params, prompt, required, text_tokens, Descriptor, FeatureError, Guest,
@@ -19,7 +21,7 @@ const PROMPT_OVERHEAD_TOKENS: u32 = 160;
 const SAMPLED_TRIES: u64 = 5;
 const SAMPLING_TEMPERATURE: f32 = 0.6;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
     Formal,
     Friendly,
@@ -79,10 +81,16 @@ fn rewrite(draft: &str, style: Style, options: &Options) -> Result<(String, Usag
 
     // A small model often answers the draft instead of rewriting it, or drops a name. Ask in a
     // few ways, greedily and then sampled with fixed seeds, and keep the first answer that keeps
-    // every fact of the draft and invents none (else the one that comes closest).
+    // every fact of the draft, invents none and is in the style (else the one that comes
+    // closest, or the draft spelled out when that comes closer). The model reads the draft with
+    // its text-speak spelled out.
     let max_tokens = options.max_output_tokens.unwrap_or(draft_tokens * 2 + 32).clamp(1, room);
     let source = Facts::of(draft);
-    let ways = prompts(style, draft);
+    let spelled_out = plain::spelled_out(draft, style);
+    let penalty = |text: &str| {
+        facts::penalty(&source, text) + length_penalty(text, draft) + plain::style_penalty(style, text, draft)
+    };
+    let ways = prompts(style, &spelled_out);
     let greedy = ways.iter().map(|way| (way, *options));
     let sampled = (1..=SAMPLED_TRIES).map(|seed| {
         let options = Options {
@@ -97,7 +105,7 @@ fn rewrite(draft: &str, style: Style, options: &Options) -> Result<(String, Usag
     for ((system, user), options) in greedy.chain(sampled) {
         let completion = usage.generate(&prompt(system, user), &params(&options, max_tokens, &["\n\n\n"]))?;
         let text = clean(&completion.text, draft);
-        let penalty = facts::penalty(&source, &text) + length_penalty(&text, draft);
+        let penalty = penalty(&text);
         if best.as_ref().is_none_or(|(lowest, _)| penalty < *lowest) {
             best = Some((penalty, text));
         }
@@ -105,9 +113,21 @@ fn rewrite(draft: &str, style: Style, options: &Options) -> Result<(String, Usag
             break;
         }
     }
+    // Spelled out, a draft is a formal text or a grammar fix of its own: the answer when the
+    // model's best misses and it misses nothing.
+    let fallback = matches!(style, Style::Formal | Style::FixGrammar) && penalty(&spelled_out) == 0;
+    if fallback && best.as_ref().is_some_and(|(lowest, _)| *lowest > 0) {
+        best = Some((0, spelled_out));
+    }
     let text = best.map(|(_, text)| text).unwrap_or_default();
     if text.is_empty() {
         return Err(FeatureError::ModelError("the model returned an empty rewrite".into()));
+    }
+    // The draft given back is no rewrite (a draft without errors excepted).
+    if style != Style::FixGrammar && plain::words(&text) == plain::words(draft) {
+        return Err(FeatureError::ModelError(
+            "every try gave the draft back unchanged (it may already read as asked)".into(),
+        ));
     }
     log_event("request-finished", &[("completion-tokens", usage.completion_tokens as usize)]);
     Ok((text, usage))

@@ -78,14 +78,21 @@ struct Score {
     unchanged: bool,
 }
 
-pub fn run(
-    sandbox: &Sandbox,
-    generator: Arc<dyn TextGenerator>,
-    dir: &Path,
-    only: Option<&str>,
-    show: bool,
-) -> Result<()> {
-    let cases = load(dir, only)?;
+/// Which cases to run, and how.
+pub struct Selection<'a> {
+    /// Only this feature's cases.
+    pub feature: Option<&'a str>,
+    /// Only this split's cases ("tuning" while tuning: the held-out third stays unseen).
+    pub split: Option<&'a str>,
+    /// Skip the baseline (quicker rounds while tuning; its figures are then left out).
+    pub no_baseline: bool,
+    /// Print every answer.
+    pub show: bool,
+}
+
+pub fn run(sandbox: &Sandbox, generator: Arc<dyn TextGenerator>, dir: &Path, only: &Selection) -> Result<()> {
+    let show = only.show;
+    let cases = load(dir, only.feature, only.split)?;
     anyhow::ensure!(!cases.is_empty(), "no cases in {}", dir.display());
     eprintln!(
         "eval: {} cases from {}, each through its component and through the baseline prompt",
@@ -112,6 +119,17 @@ pub fn run(
             }
         };
         let line = record(tally, case, answer.as_deref(), elapsed);
+        if only.no_baseline {
+            eprintln!("[{}/{}] {:40} component {line}", i + 1, cases.len(), case.name);
+            if show {
+                eprintln!("    ({})", case.file.note);
+                eprintln!(
+                    "    component: {}",
+                    answer.as_deref().unwrap_or("(error)").replace('\n', "\n               ")
+                );
+            }
+            continue;
+        }
         let baseline_started = Instant::now();
         let baseline = naive(sandbox, generator.as_ref(), &case.request);
         let baseline_elapsed = baseline_started.elapsed();
@@ -145,7 +163,7 @@ pub fn run(
     Ok(())
 }
 
-fn load(dir: &Path, only: Option<&str>) -> Result<Vec<Case>> {
+fn load(dir: &Path, only: Option<&str>, split: Option<&str>) -> Result<Vec<Case>> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|entry| entry.map(|e| e.path()))
@@ -163,7 +181,9 @@ fn load(dir: &Path, only: Option<&str>) -> Result<Vec<Case>> {
         );
         let request = FeatureRequest::from_json(&serde_json::to_vec(&file.request)?)
             .with_context(|| format!("{}: the request", path.display()))?;
-        if only.is_some_and(|feature| feature != request.feature) {
+        if only.is_some_and(|feature| feature != request.feature)
+            || split.is_some_and(|split| split != file.split)
+        {
             continue;
         }
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();

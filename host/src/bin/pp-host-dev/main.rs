@@ -109,6 +109,12 @@ enum Command {
         /// Only this feature's cases.
         #[arg(long)]
         feature: Option<String>,
+        /// Only this split's cases: `tuning` while tuning, so the held-out third stays unseen.
+        #[arg(long, value_parser = ["tuning", "held-out"])]
+        split: Option<String>,
+        /// Skip the naive baseline (quicker rounds; the table then has no baseline lines).
+        #[arg(long)]
+        no_baseline: bool,
         /// Print every answer (component and baseline) too.
         #[arg(long)]
         show: bool,
@@ -178,10 +184,12 @@ pub struct ModelArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { release, json, requests } => run(&release, json, &requests),
-        Command::Eval { release, cases, feature, show } => {
+        Command::Eval { release, cases, feature, split, no_baseline, show } => {
             // The host's own log lines would drown the table: kept, not printed.
             let (sandbox, generator) = load_release(&release, Box::new(MemorySink::default()))?;
-            eval::run(&sandbox, generator, &cases, feature.as_deref(), show)
+            let only =
+                eval::Selection { feature: feature.as_deref(), split: split.as_deref(), no_baseline, show };
+            eval::run(&sandbox, generator, &cases, &only)
         }
         Command::Component(ComponentCommand::Test { component, input, model, policy }) => {
             component_test(&component, &input, &model, &policy)
