@@ -88,7 +88,10 @@ fn rewrite(draft: &str, style: Style, options: &Options) -> Result<(String, Usag
     let source = Facts::of(draft);
     let spelled_out = plain::spelled_out(draft, style);
     let penalty = |text: &str| {
-        facts::penalty(&source, text) + length_penalty(text, draft) + plain::style_penalty(style, text, draft)
+        facts::penalty(&source, text)
+            + length_penalty(text, draft)
+            + plain::style_penalty(style, text, draft)
+            + plain::drift_penalty(text, &spelled_out)
     };
     let ways = prompts(style, &spelled_out);
     let greedy = ways.iter().map(|way| (way, *options));

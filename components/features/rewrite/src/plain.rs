@@ -136,6 +136,23 @@ pub fn style_penalty(style: Style, text: &str, draft: &str) -> usize {
     }
 }
 
+/// How far `text` drifted from what the draft says: 3 when it keeps under a third of the
+/// draft's words of three letters or more (compared by their first five letters; the draft
+/// spelled out, so "thanks" counts for "thx"), 0 otherwise. A small model sometimes answers
+/// with something else altogether ("Laudéz," for "thx").
+pub fn drift_penalty(text: &str, spelled_out_draft: &str) -> usize {
+    let stem = |w: &String| w.chars().take(5).collect::<String>();
+    let said: Vec<String> = words(text).iter().map(stem).collect();
+    let draft: Vec<String> =
+        words(spelled_out_draft).iter().filter(|w| w.chars().count() >= 3).map(stem).collect();
+    let kept = draft.iter().filter(|w| said.contains(w)).count();
+    if !draft.is_empty() && kept * 3 < draft.len() {
+        3
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +170,15 @@ mod tests {
         assert_eq!(spelled_out("thx", Style::Formal), "Thank you");
         assert_eq!(spelled_out("hey jo, thx!", Style::Formal), "Hello jo, thank you!");
         assert_eq!(spelled_out("she dont know (im sure)", Style::FixGrammar), "She don't know (I'm sure)");
+    }
+
+    #[test]
+    fn an_answer_about_something_else_has_drifted() {
+        assert_eq!(drift_penalty("Laudéz,", "Thank you"), 3);
+        assert_eq!(drift_penalty("Thank you very much.", "Thank you"), 0);
+        let draft = "Kofi, return the drill you borrowed. I need it on Sunday.";
+        assert_eq!(drift_penalty("Ah, Jubilee! I'm all set for Sunday.", draft), 3);
+        assert_eq!(drift_penalty("Hi Kofi! Could you bring back the drill? I need it on Sunday.", draft), 0);
     }
 
     #[test]
