@@ -148,7 +148,7 @@ async fn a_gateway_dying_mid_request_costs_one_retry_after_a_pause() {
         Device::open(stack.device_config(Some(ledger.settings(2)), &host), &stack.device_dir).unwrap();
     device.opt_in().unwrap();
     let outcome = device.summarize(None, chat("picnic on Saturday")).await.unwrap();
-    assert_eq!(outcome.response.text(), REPLY);
+    assert_eq!(outcome.response.text(), SUMMARY);
     assert!(outcome.receipt.retried, "the receipt says the device retried");
     // Timed where the gateway would be: from the request that got no answer to the retry's
     // first request (the new session's opening), not over the whole call.
@@ -179,7 +179,7 @@ async fn a_session_the_host_lost_costs_one_retry() {
         Device::open(stack.device_config(Some(ledger.settings(2)), &host), &stack.device_dir).unwrap();
     device.opt_in().unwrap();
     let outcome = device.summarize(None, chat("picnic on Saturday")).await.unwrap();
-    assert_eq!(outcome.response.text(), REPLY);
+    assert_eq!(outcome.response.text(), SUMMARY);
     assert!(outcome.receipt.retried, "the receipt says the device retried");
     assert_eq!(requests_served(&host), 1, "the host computed the request once");
 }
@@ -200,7 +200,7 @@ async fn a_host_killed_mid_request_costs_one_retry_on_another_host() {
 
     let outcome = device.summarize(Some("picnic"), chat("picnic on Saturday")).await.unwrap();
     assert!(killed.load(Ordering::SeqCst), "the first host died mid-request");
-    assert_eq!(outcome.response.text(), REPLY);
+    assert_eq!(outcome.response.text(), SUMMARY);
     assert!(outcome.receipt.retried, "the receipt says the device retried");
     assert_eq!(requests_served(&doomed), 0);
     assert_eq!(requests_served(&healthy), 1);

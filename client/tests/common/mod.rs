@@ -685,8 +685,10 @@ impl TestLedger {
     }
 }
 
-/// What the hosts' scripted model answers.
-pub const REPLY: &str = "- the picnic is on Saturday";
+/// What the hosts' scripted model answers: a faithful report of Maya's "picnic on Saturday".
+pub const REPLY: &str = "Maya says the picnic is on Saturday.";
+/// What a host answers to summarize Maya's "picnic on Saturday": the scripted report, kept.
+pub const SUMMARY: &str = "- Maya says the picnic is on Saturday.";
 
 /// A host on loopback with the release's components, scripted inference and a simulated TEE.
 pub struct Host {
