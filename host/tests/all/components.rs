@@ -129,7 +129,7 @@ fn a_formal_rewrite_the_model_misses_falls_back_to_the_draft_spelled_out() {
     let response = sandbox.handle(&example("draft-formal.json")).unwrap();
     assert_eq!(
         response.text(),
-        "Hello, can you send me the report by friday? Need it for the meeting with Dana at 3pm. Thank you"
+        "Hello, can you send me the report by Friday? Need it for the meeting with Dana at 3pm. Thank you"
     );
     assert_eq!(response.model_calls, 8, "every way of asking was tried first");
 }

@@ -35,6 +35,27 @@ const SPELLED_OUT: &[(&str, &str)] = &[
     ("doesnt", "doesn't"),
     ("mins", "minutes"),
 ];
+/// Names a draft may write in lower case.
+const CAPITALIZED: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
 /// Words a formal text leaves out altogether.
 const DROPPED_WHEN_FORMAL: &[&str] = &["lol", "omg", "haha", "lmao"];
 /// Words no formal text has (after spelling out).
@@ -46,7 +67,8 @@ const SLANG: &[&str] = &[
 const WARM: &[&str] =
     &["!", "thank", "hope", "happy", "glad", "great", "love", "please", "hi ", "hello", ":)"];
 
-/// The draft with text-speak spelled out, a standalone "i" made "I", each sentence capitalized;
+/// The draft with text-speak spelled out, a standalone "i" made "I", days and months and each
+/// sentence capitalized;
 /// for a formal text also without "lol" and the like, "thanks" made "thank you" and "hey"
 /// "hello".
 pub fn spelled_out(draft: &str, style: Style) -> String {
@@ -63,6 +85,7 @@ pub fn spelled_out(draft: &str, style: Style) -> String {
         let mut word = match SPELLED_OUT.iter().find(|(short, _)| *short == lower) {
             Some((_, long)) => long.to_string(),
             None if word == "i" => "I".to_string(),
+            None if CAPITALIZED.contains(&lower.as_str()) => capitalize_sentences(&lower),
             None => word.to_string(),
         };
         if formal && word == "thanks" {
@@ -161,7 +184,7 @@ mod tests {
     fn spells_out_text_speak_and_capitalizes() {
         assert_eq!(
             spelled_out("hey, can u send me the report by friday? thx", Style::Concise),
-            "Hey, can you send me the report by friday? Thanks"
+            "Hey, can you send me the report by Friday? Thanks"
         );
         assert_eq!(
             spelled_out("lol sorry, gonna send the 600 euros tmrw. i promise!!", Style::Formal),
