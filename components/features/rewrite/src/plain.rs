@@ -3,6 +3,7 @@
 //! and fix-grammar fallback — and the checks that a rewrite is in the asked style.
 
 use crate::Style;
+use pp_guest::facts::DAYS;
 
 /// Text-speak and what it stands for (lowercase, whole words).
 const SPELLED_OUT: &[(&str, &str)] = &[
@@ -35,15 +36,9 @@ const SPELLED_OUT: &[(&str, &str)] = &[
     ("doesnt", "doesn't"),
     ("mins", "minutes"),
 ];
-/// Names a draft may write in lower case.
-const CAPITALIZED: &[&str] = &[
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
+/// Month names a draft may write in lower case ("may" left out: it is a verb too); day names
+/// come from `facts::DAYS`.
+const MONTHS: &[&str] = &[
     "january",
     "february",
     "march",
@@ -56,6 +51,8 @@ const CAPITALIZED: &[&str] = &[
     "november",
     "december",
 ];
+/// Days that are no names.
+const RELATIVE_DAYS: &[&str] = &["today", "tonight", "tomorrow"];
 /// Words a formal text leaves out altogether.
 const DROPPED_WHEN_FORMAL: &[&str] = &["lol", "omg", "haha", "lmao"];
 /// Words no formal text has (after spelling out).
@@ -85,7 +82,7 @@ pub fn spelled_out(draft: &str, style: Style) -> String {
         let mut word = match SPELLED_OUT.iter().find(|(short, _)| *short == lower) {
             Some((_, long)) => long.to_string(),
             None if word == "i" => "I".to_string(),
-            None if CAPITALIZED.contains(&lower.as_str()) => capitalize_sentences(&lower),
+            None if is_name(&lower) => capitalize_sentences(&lower),
             None => word.to_string(),
         };
         if formal && word == "thanks" {
@@ -99,6 +96,11 @@ pub fn spelled_out(draft: &str, style: Style) -> String {
         out.push(format!("{before}{word}{after}"));
     }
     capitalize_sentences(&out.join(" "))
+}
+
+/// A day or month name.
+fn is_name(lower: &str) -> bool {
+    MONTHS.contains(&lower) || (DAYS.contains(&lower) && !RELATIVE_DAYS.contains(&lower))
 }
 
 /// "!!" and "?!" as one mark.

@@ -123,10 +123,7 @@ pub fn run(sandbox: &Sandbox, generator: Arc<dyn TextGenerator>, dir: &Path, onl
             eprintln!("[{}/{}] {:40} component {line}", i + 1, cases.len(), case.name);
             if show {
                 eprintln!("    ({})", case.file.note);
-                eprintln!(
-                    "    component: {}",
-                    answer.as_deref().unwrap_or("(error)").replace('\n', "\n               ")
-                );
+                show_answer("component", answer.as_deref());
             }
             continue;
         }
@@ -149,14 +146,8 @@ pub fn run(sandbox: &Sandbox, generator: Arc<dyn TextGenerator>, dir: &Path, onl
         eprintln!("[{}/{}] {:40} component {line} | baseline {baseline_line}", i + 1, cases.len(), case.name);
         if show {
             eprintln!("    ({})", case.file.note);
-            eprintln!(
-                "    component: {}",
-                answer.as_deref().unwrap_or("(error)").replace('\n', "\n               ")
-            );
-            eprintln!(
-                "    baseline:  {}",
-                baseline_text.as_deref().unwrap_or("(error)").replace('\n', "\n               ")
-            );
+            show_answer("component", answer.as_deref());
+            show_answer("baseline", baseline_text.as_deref());
         }
     }
     print_table(&tallies);
@@ -190,6 +181,13 @@ fn load(dir: &Path, only: Option<&str>, split: Option<&str>) -> Result<Vec<Case>
         cases.push(Case { name, file, request });
     }
     Ok(cases)
+}
+
+/// An answer under `--show`, its lines indented under the first.
+fn show_answer(label: &str, answer: Option<&str>) {
+    let label = format!("    {label}: ");
+    let indent = format!("\n{}", " ".repeat(label.len()));
+    eprintln!("{label}{}", answer.unwrap_or("(error)").replace('\n', &indent));
 }
 
 /// Adds one answer (or an error) to `tally`; returns a short line for the progress output.
