@@ -134,7 +134,9 @@ async fn main() {
         eprintln!("loading {}…", policy.model.file);
         let generator: Arc<dyn TextGenerator> =
             Arc::new(pp_host::llama::LlamaGenerator::load(&models, &policy.model).unwrap());
-        // As `pp-host serve` runs it (`--any-thread` calls it from whichever thread asks, as before).
+        // On one model thread, as `pp-host serve` runs it (there `BatchedLlama` also decodes
+        // concurrent calls together; here they come one at a time). `--any-thread` calls it from
+        // whichever thread asks, as before.
         if args.iter().any(|a| a == "--any-thread") {
             generator
         } else {
