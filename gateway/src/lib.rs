@@ -214,7 +214,7 @@ impl Gateway {
             return refuse("undecryptable", StatusCode::BAD_REQUEST, "the request could not be decapsulated");
         };
         let (mut word, host, reply) = self.answer(&inner).await;
-        let answer = match reply.into_message().await {
+        let answer = match reply.into_message(self.config.max_body_bytes).await {
             Ok(answer) => answer,
             Err(broken) => {
                 word = "host-unreachable";
@@ -371,17 +371,29 @@ struct Reply {
 
 impl Reply {
     /// The whole answer as binary HTTP (for a request that is not chunked), or the error that
-    /// says the host's answer broke off.
-    async fn into_message(self) -> Result<bhttp::Message, bhttp::Message> {
+    /// says the host's answer broke off or ran over `max_bytes`.
+    async fn into_message(self, max_bytes: usize) -> Result<bhttp::Message, bhttp::Message> {
         let content = match self.content {
             Content::Whole(bytes) => bytes,
-            Content::Streamed(reply) => match reply.bytes().await {
-                Ok(bytes) => bytes.to_vec(),
-                Err(_) => {
-                    let why = b"the host's answer broke off".to_vec();
-                    return Err(message(502, plain_text(), why));
+            Content::Streamed(mut reply) => {
+                let mut content = Vec::new();
+                loop {
+                    match reply.chunk().await {
+                        Ok(Some(bytes)) if content.len() + bytes.len() <= max_bytes => {
+                            content.extend_from_slice(&bytes)
+                        }
+                        Ok(Some(_)) => {
+                            let why = b"the host's answer is over the carried size".to_vec();
+                            return Err(message(502, plain_text(), why));
+                        }
+                        Ok(None) => break content,
+                        Err(_) => {
+                            let why = b"the host's answer broke off".to_vec();
+                            return Err(message(502, plain_text(), why));
+                        }
+                    }
                 }
-            },
+            }
         };
         Ok(message(self.status, self.headers, content))
     }

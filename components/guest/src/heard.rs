@@ -4,6 +4,7 @@
 
 use crate::facts::DAYS;
 use crate::ChatMessage;
+use std::collections::BTreeSet;
 
 const CHANGE: &[&str] = &[
     "instead",
@@ -85,9 +86,11 @@ const FILLER: &[&str] = &[
     "ok thanks",
 ];
 
-/// Lowercase words without punctuation (apostrophes kept: "i'll").
+/// Lowercase words without punctuation (apostrophes kept: "i'll", and "i’ll" read as it).
 pub fn words(text: &str) -> Vec<String> {
+    // Phones write "can’t" with a curly apostrophe: the same word as "can't".
     text.to_lowercase()
+        .replace(['\u{2019}', '\u{2018}'], "'")
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '+'))
         .filter(|w| !w.is_empty())
         .map(String::from)
@@ -163,12 +166,74 @@ impl Heard {
     /// states another of, and it names a change, updates an amount, or decides on what this one
     /// only asked ("Friday at 7pm?" … "Saturday at 8pm works, I'll book").
     pub fn replaced_by(&self, later: &Heard) -> bool {
-        let same_kind = |a: &Value, b: &Value| std::mem::discriminant(a) == std::mem::discriminant(b);
-        let replaces =
-            |new: &Value| !self.values.contains(new) && self.values.iter().any(|old| same_kind(old, new));
-        let decides = self.question && later.decision && !later.question;
-        let updates = |new: &Value| later.update && matches!(new, Value::Amount(_));
-        later.values.iter().any(|new| replaces(new) && (later.change || decides || updates(new)))
+        let mut said = Later::default();
+        said.add(later);
+        said.replaces(self)
+    }
+}
+
+/// For each message, whether a later one replaced its plan ([`Heard::replaced_by`]): one pass
+/// from the end, so a long chat costs linear time, not a comparison per pair.
+pub fn replaced(chat: &[Heard]) -> Vec<bool> {
+    let mut later = Later::default();
+    let mut out = vec![false; chat.len()];
+    for (i, heard) in chat.iter().enumerate().rev() {
+        out[i] = later.replaces(heard);
+        later.add(heard);
+    }
+    out
+}
+
+/// The values later messages stated, by kind (day, time, amount) and by what they did with them.
+#[derive(Default)]
+struct Later {
+    /// Stated by a message that names a change.
+    changed: [BTreeSet<String>; 3],
+    /// Amounts stated by a message that updates one ("now", "then").
+    updated: [BTreeSet<String>; 3],
+    /// Stated by a decision that asks nothing.
+    decided: [BTreeSet<String>; 3],
+}
+
+impl Value {
+    fn kind(&self) -> (usize, &str) {
+        match self {
+            Value::Day(day) => (0, day),
+            Value::Time(time) => (1, time),
+            Value::Amount(amount) => (2, amount),
+        }
+    }
+}
+
+impl Later {
+    fn add(&mut self, heard: &Heard) {
+        for value in &heard.values {
+            let (kind, value) = value.kind();
+            if heard.change {
+                self.changed[kind].insert(value.to_string());
+            }
+            if heard.update && kind == 2 {
+                self.updated[kind].insert(value.to_string());
+            }
+            if heard.decision && !heard.question {
+                self.decided[kind].insert(value.to_string());
+            }
+        }
+    }
+
+    /// A value here is of a kind `heard` states, and not one of its own.
+    fn replaces(&self, heard: &Heard) -> bool {
+        let other_of_a_kind = |sets: &[BTreeSet<String>; 3]| {
+            heard.values.iter().any(|old| {
+                let (kind, _) = old.kind();
+                let own = |new: &String| heard.values.iter().any(|v| v.kind() == (kind, new.as_str()));
+                // Past as many values as `heard` has, one is surely not its own.
+                sets[kind].iter().take(heard.values.len() + 1).any(|new| !own(new))
+            })
+        };
+        other_of_a_kind(&self.changed)
+            || other_of_a_kind(&self.updated)
+            || (heard.question && other_of_a_kind(&self.decided))
     }
 }
 
@@ -185,10 +250,11 @@ pub fn values(text: &str) -> Vec<Value> {
         let after = tokens.get(i + 1).map_or("", String::as_str);
         if DAYS.contains(&token.as_str()) || token == "weekend" {
             values.push(Value::Day(token.clone()));
+        } else if let Some(amount) = amount(token, after) {
+            // Before times: "12.50 each" is money.
+            values.push(Value::Amount(amount));
         } else if let Some(time) = clock_time(token, before, after) {
             values.push(Value::Time(time));
-        } else if let Some(amount) = amount(token, after) {
-            values.push(Value::Amount(amount));
         }
     }
     values
@@ -212,7 +278,11 @@ fn clock_time(token: &str, before: &str, after: &str) -> Option<String> {
     if !clocked {
         return None;
     }
-    let hour = if suffix == "pm" && hour < 12 { hour + 12 } else { hour };
+    let hour = match suffix {
+        "pm" if hour < 12 => hour + 12,
+        "am" if hour == 12 => 0,
+        _ => hour,
+    };
     Some(if minutes == 0 { hour.to_string() } else { format!("{hour}:{minutes:02}") })
 }
 
@@ -221,7 +291,12 @@ fn amount(token: &str, after: &str) -> Option<String> {
     let money = |c: char| matches!(c, '£' | '€' | '$');
     let marked = token.starts_with(money) || token.ends_with(money);
     let per = matches!(after, "each" | "euros" | "pounds" | "dollars" | "per" | "eur" | "gbp" | "quid");
-    let digits: String = token.trim_matches(money).chars().filter(|c| *c != ',').collect();
+    // "1,150" groups thousands; "12,50" is a decimal comma.
+    let number = token.trim_matches(money);
+    let digits: String = match number.split_once(',') {
+        Some((whole, part)) if part.len() != 3 => format!("{whole}.{part}"),
+        _ => number.chars().filter(|c| *c != ',').collect(),
+    };
     let is_number = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.');
     (is_number && (marked || per)).then_some(digits)
 }
@@ -243,6 +318,8 @@ mod tests {
         assert!(moved.change && old.replaced_by(&moved) && !moved.replaced_by(&old));
         assert_eq!((old.plan, heard("at 11am").plan, heard("hello").plan), (1, 2, 0));
         assert_eq!(words("I'll bring 2 chairs, ok?"), ["i'll", "bring", "2", "chairs", "ok"]);
+        assert_eq!(words("I can’t, let’s"), ["i", "can't", "let's"]);
+        assert!(heard("Sorry, I can’t make Friday").change);
     }
 
     #[test]
@@ -260,6 +337,10 @@ mod tests {
             [time("19:30"), time("11"), amount("1150")]
         );
         assert!(values("I have 3 kids and 12 chairs, 14:75 is no time").is_empty());
+        assert_eq!(
+            values("12.50 each, €12,50, from 12am to 12pm"),
+            [amount("12.50"), amount("12.50"), time("0"), time("12")]
+        );
     }
 
     #[test]
@@ -277,5 +358,10 @@ mod tests {
         let asked = heard("Dinner on Friday at 7pm?");
         assert!(asked.replaced_by(&heard("Saturday at 8pm works. I'll book a table.")));
         assert!(!first.replaced_by(&heard("Saturday at 8pm works. I'll book a table.")), "not asked");
+        let chat: Vec<Heard> = ["Friday at 8pm?", "Friday it is", "Let's move it to 9pm instead", "ok"]
+            .iter()
+            .map(|text| heard(text))
+            .collect();
+        assert_eq!(replaced(&chat), [true, false, false, false]);
     }
 }

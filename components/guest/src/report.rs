@@ -65,6 +65,9 @@ const GLUE: &[&str] = &[
     "a", "an", "the", "to", "of", "at", "on", "in", "for", "by", "and", "or", "is", "are", "be", "it", "its",
     "he", "she", "his", "her", "him", "has", "have", "can", "so", "as", "if",
 ];
+/// Words that make a point a decision.
+const DECIDING: &[&str] =
+    &["agrees", "agreed", "confirms", "confirmed", "decided", "decides", "yes", "ok", "okay", "sure", "fine"];
 /// Words that make a point a request.
 const ASKING: &[&str] = &["asks", "asked", "asking", "wants", "requests", "requested"];
 /// First-person words: a "report" with them copied the message instead.
@@ -139,6 +142,12 @@ pub fn faithful(report: &str, message: &ChatMessage, reader: &str) -> Option<Str
         return None;
     }
     if said.iter().any(|w| FIRST_PERSON.contains(&w.as_str())) || negated(&said) != negated(&source) {
+        return None;
+    }
+    // "Omar confirmed Friday at 8" for "Can we do Friday at 8?": a decision only where the
+    // message makes one.
+    let decides = source.iter().any(|w| DECIDING.contains(&w.as_str()));
+    if message.text.contains('?') && !decides && said.iter().any(|w| DECIDING.contains(&w.as_str())) {
         return None;
     }
     // "Kim asks to…" for "I can update the slides": a request only where the message makes one.
@@ -250,12 +259,16 @@ fn sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     for (i, c) in text.char_indices() {
         let end = i + c.len_utf8();
-        let word = text[..i].rsplit(' ').next().unwrap_or("");
-        let abbreviation = c == '.' && ["Mr", "Mrs", "Ms", "Dr", "St"].contains(&word);
-        if matches!(c, '.' | '!' | '?') && text[end..].starts_with(' ') && !abbreviation {
-            out.push(text[start..end].trim());
-            start = end;
+        if !matches!(c, '.' | '!' | '?') || !text[end..].starts_with(' ') {
+            continue;
         }
+        // Only the word before the mark is looked at (rsplit stops at its space): linear.
+        let word = text[start..i].rsplit(' ').next().unwrap_or("");
+        if c == '.' && ["Mr", "Mrs", "Ms", "Dr", "St"].contains(&word) {
+            continue;
+        }
+        out.push(text[start..end].trim());
+        start = end;
     }
     if !text[start..].trim().is_empty() {
         out.push(text[start..].trim());
@@ -312,6 +325,23 @@ mod tests {
         ] {
             assert_eq!(faithful(bad, &tom, "Sam"), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_question_is_not_reported_as_a_decision() {
+        let omar = msg("Omar", "Can we do Friday at 8?");
+        assert_eq!(faithful("Omar confirmed Friday at 8.", &omar, ""), None);
+        assert!(faithful("Omar asks to do Friday at 8.", &omar, "").is_some());
+        let yes = msg("Omar", "Yes, Friday at 8 works?");
+        assert!(faithful("Omar confirmed Friday at 8.", &yes, "").is_some());
+        let curly = msg("Sam", "I can’t come on Friday at 8.");
+        assert_eq!(faithful("Sam can come on Friday at 8.", &curly, ""), None, "the negation stays");
+    }
+
+    #[test]
+    fn a_long_run_without_spaces_is_cut_in_linear_time() {
+        let text = format!("{}. Meet at 5pm.", "字".repeat(100_000));
+        assert!(quote(&text).len() <= MAX_QUOTE_BYTES + 4, "{}", quote(&text).len());
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! batch per step, on one model thread (so one OpenMP team, sized once by the policy).
 //!
 //! Each call is a sequence of its own in one context (a sequence id, its own KV cells: the
-//! context is `sequences` × the policy's context, not unified). A step decodes the next token of
+//! context is `sequences` × the policy's context, a cache per sequence). llama.cpp groups a
+//! step's sequences into one micro-batch only when their ids come in increasing order, so the
+//! batch is built in id order and the lowest free id is handed out. (A unified cache would batch
+//! any order, but a call's greedy text then differs from the one it gets alone: the attention
+//! runs over the whole shared cache and rounds differently.) A step decodes the next token of
 //! every running sequence, plus the prompts of waiting calls that join (oldest first, while a
 //! sequence is free and the prompt fits the batch); every running sequence gains one token per
 //! step, so none starves. A finished sequence's KV cells are cleared before its id is reused:
@@ -107,9 +111,28 @@ struct Sequence {
     bytes: Vec<u8>,
     completion_tokens: u32,
     limit: u32,
+    /// Its prompt is yet to be decoded (in the next step).
+    joining: bool,
 }
 
 impl Sequence {
+    /// A call that joins with sequence `id`: its prompt goes into the next step.
+    fn joining(id: i32, call: Call, generator: &LlamaGenerator) -> Sequence {
+        let prompt = call.tokens.len() as u32;
+        Sequence {
+            id,
+            sampler: sampler(&generator.model, &call.params),
+            position: prompt as i32,
+            logits_at: 0,
+            last: call.tokens[call.tokens.len() - 1],
+            bytes: Vec::new(),
+            completion_tokens: 0,
+            limit: call.params.max_tokens.min(generator.context_tokens - prompt),
+            joining: true,
+            call,
+        }
+    }
+
     /// Samples the next token from this step's logits: the call's end, or its next token.
     fn step(&mut self, context: &LlamaContext, generator: &LlamaGenerator) -> Option<FinishReason> {
         if self.completion_tokens == self.limit {
@@ -182,36 +205,35 @@ fn decode_loop(
             }
         }
         waiting.extend(incoming.try_iter());
+        // Waiting calls join, oldest first, while a sequence is free (the lowest id first) and
+        // the step's tokens fit the batch.
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let mut tokens = running.len();
+        while let (Some(call), Some(&id)) = (waiting.front(), free.last()) {
+            if tokens + call.tokens.len() > context_tokens as usize {
+                break;
+            }
+            tokens += call.tokens.len();
+            let call = waiting.pop_front().expect("looked at");
+            free.pop();
+            running.push(Sequence::joining(id, call, generator));
+        }
+        // The step in id order (see the module's comment): a joining call's whole prompt, a
+        // running one's last token.
+        running.sort_by_key(|sequence| sequence.id);
         batch.clear();
         let mut added = Ok(());
         for sequence in &mut running {
-            added = added.and(batch.add(sequence.last, sequence.position, &[sequence.id], true));
+            if std::mem::take(&mut sequence.joining) {
+                let last = sequence.call.tokens.len() - 1;
+                for (position, token) in sequence.call.tokens.iter().enumerate() {
+                    added = added.and(batch.add(*token, position as i32, &[sequence.id], position == last));
+                }
+            } else {
+                added = added.and(batch.add(sequence.last, sequence.position, &[sequence.id], true));
+                sequence.position += 1;
+            }
             sequence.logits_at = batch.n_tokens() - 1;
-            sequence.position += 1;
-        }
-        // Waiting calls join, oldest first, while a sequence is free and the prompt fits.
-        while let (Some(call), Some(&id)) = (waiting.front(), free.last()) {
-            if batch.n_tokens() as usize + call.tokens.len() > context_tokens as usize {
-                break;
-            }
-            let call = waiting.pop_front().expect("looked at");
-            free.pop();
-            let last = call.tokens.len() - 1;
-            for (position, token) in call.tokens.iter().enumerate() {
-                added = added.and(batch.add(*token, position as i32, &[id], position == last));
-            }
-            let limit = call.params.max_tokens.min(context_tokens - call.tokens.len() as u32);
-            running.push(Sequence {
-                id,
-                sampler: sampler(&generator.model, &call.params),
-                position: call.tokens.len() as i32,
-                logits_at: batch.n_tokens() - 1,
-                last: call.tokens[last],
-                bytes: Vec::new(),
-                completion_tokens: 0,
-                limit,
-                call,
-            });
         }
         widest.fetch_max(running.len(), Ordering::Relaxed);
         let decoded = added

@@ -3,7 +3,7 @@
 //! plan that a later message changed.
 
 pub use pp_guest::chunks::one_line;
-use pp_guest::heard::Heard;
+use pp_guest::heard::{replaced, Heard};
 use pp_guest::ChatMessage;
 
 /// Points in the answer at most.
@@ -42,12 +42,13 @@ pub fn since_last<'a>(messages: &'a [ChatMessage], reader: &str) -> &'a [ChatMes
 pub fn pick<'a>(new: &'a [ChatMessage], reader: &str) -> Vec<Pick<'a>> {
     let reader = one_line(reader).to_lowercase();
     let heard: Vec<Heard> = new.iter().map(|m| Heard::of(m, &reader)).collect();
+    let replaced = replaced(&heard);
     let mut ranked: Vec<(i32, usize, Reason)> = Vec::new();
     for (i, h) in heard.iter().enumerate() {
         if h.words.is_empty() || h.filler {
             continue;
         }
-        let changed_later = heard[i + 1..].iter().any(|later| h.replaced_by(later));
+        let changed_later = replaced[i];
         let mut score = h.score();
         if changed_later && reason(h) != Reason::AsksReader {
             score -= 3;

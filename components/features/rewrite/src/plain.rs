@@ -73,10 +73,18 @@ pub fn spelled_out(draft: &str, style: Style) -> String {
     let mut out: Vec<String> = Vec::new();
     for token in draft.split_whitespace() {
         let start = token.find(|c: char| c.is_alphanumeric()).unwrap_or(token.len());
-        let end = token.rfind(|c: char| c.is_alphanumeric()).map_or(start, |i| i + 1).max(start);
+        let end = token
+            .char_indices()
+            .rfind(|(_, c)| c.is_alphanumeric())
+            .map_or(start, |(i, c)| i + c.len_utf8())
+            .max(start);
         let (before, word, after) = (&token[..start], &token[start..end], &token[end..]);
         let lower = word.to_lowercase();
         if formal && DROPPED_WHEN_FORMAL.contains(&lower.as_str()) {
+            // "lol." keeps its full stop on the word before: the sentences stay apart.
+            if let Some(last) = out.last_mut().filter(|_| after.ends_with(['.', '!', '?'])) {
+                last.push_str(&after[after.len() - 1..]);
+            }
             continue;
         }
         let mut word = match SPELLED_OUT.iter().find(|(short, _)| *short == lower) {
@@ -115,17 +123,19 @@ fn collapse_marks(marks: &str) -> String {
     out
 }
 
-/// The first letter of the text and of each sentence in upper case.
+/// The first letter of the text and of each sentence in upper case (a sentence ends at `.`, `!`
+/// or `?` before a space: "example.com" stays as it is).
 fn capitalize_sentences(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut start = true;
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         if start && c.is_alphabetic() {
             out.extend(c.to_uppercase());
             start = false;
             continue;
         }
-        if matches!(c, '.' | '!' | '?') {
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|next| next.is_whitespace()) {
             start = true;
         } else if !c.is_whitespace() && !matches!(c, '"' | '\'' | '(') {
             start = false;
@@ -138,6 +148,7 @@ fn capitalize_sentences(text: &str) -> String {
 /// Lowercase words, for comparing texts.
 pub fn words(text: &str) -> Vec<String> {
     text.to_lowercase()
+        .replace(['\u{2019}', '\u{2018}'], "'")
         .split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .filter(|w| !w.is_empty())
         .map(String::from)
@@ -194,6 +205,9 @@ mod tests {
         );
         assert_eq!(spelled_out("thx", Style::Formal), "Thank you");
         assert_eq!(spelled_out("hey jo, thx!", Style::Formal), "Hello jo, thank you!");
+        assert_eq!(spelled_out("see u at the café, José", Style::Friendly), "See you at the café, José");
+        assert_eq!(spelled_out("ok lol. see example.com", Style::Formal), "Ok. See example.com");
+        assert_eq!(spelled_out("привет, как дела?", Style::Concise), "Привет, как дела?");
         assert_eq!(spelled_out("she dont know (im sure)", Style::FixGrammar), "She don't know (I'm sure)");
     }
 

@@ -4,7 +4,7 @@
 //! ones chosen before it — and never a plan that a later message changed.
 
 use pp_guest::facts::Facts;
-use pp_guest::heard::Heard;
+use pp_guest::heard::{replaced, Heard};
 use pp_guest::ChatMessage;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -28,17 +28,11 @@ pub fn select(chat: &[ChatMessage]) -> Vec<&ChatMessage> {
     let heard: Vec<Heard> = chat.iter().map(|m| Heard::of(m, "")).collect();
     // How much a message is worth on its own; none for filler and for a plan a later message
     // changed (its day or time would be stale in the summary).
-    // The messages that may replace an earlier plan (see `Heard::replaced_by`).
-    let changes: Vec<usize> =
-        (0..chat.len()).filter(|&i| heard[i].change || heard[i].update || heard[i].decision).collect();
+    let replaced = replaced(&heard);
     let worth: Vec<Option<i32>> = heard
         .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let said = !h.words.is_empty() && !h.filler;
-            let replaced = changes.iter().any(|&later| later > i && h.replaced_by(&heard[later]));
-            (said && !replaced).then(|| h.score())
-        })
+        .zip(&replaced)
+        .map(|(h, &replaced)| (!h.words.is_empty() && !h.filler && !replaced).then(|| h.score()))
         .collect();
     let facts: Vec<Told> = chat.iter().zip(&heard).map(|(m, h)| Told::of(m, h)).collect();
 
