@@ -3,10 +3,11 @@
 //!
 //! Each call is a sequence of its own in one context (a sequence id, its own KV cells: the
 //! context is `sequences` × the policy's context, a cache per sequence). llama.cpp groups a
-//! step's sequences into one micro-batch only when their ids come in increasing order, so the
-//! batch is built in id order and the lowest free id is handed out. (A unified cache would batch
-//! any order, but a call's greedy text then differs from the one it gets alone: the attention
-//! runs over the whole shared cache and rounds differently.) A step decodes the next token of
+//! step's sequences into one micro-batch only while their ids are consecutive and increasing, so
+//! the batch is built in id order and the lowest free id is handed out (a gap, as in 0, 1 and 3
+//! running, still splits the step in two). (A unified cache would batch any order, but a call's
+//! greedy text then differs from the one it gets alone: the attention runs over the whole shared
+//! cache and rounds differently.) A step decodes the next token of
 //! every running sequence, plus the prompts of waiting calls that join (oldest first, while a
 //! sequence is free and the prompt fits the batch); every running sequence gains one token per
 //! step, so none starves. A finished sequence's KV cells are cleared before its id is reused:
