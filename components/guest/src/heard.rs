@@ -223,12 +223,20 @@ impl Later {
 
     /// A value here is of a kind `heard` states, and not one of its own.
     fn replaces(&self, heard: &Heard) -> bool {
+        // The message's own values by kind, once: linear in them, whatever the sets hold.
+        let mut own: [BTreeSet<&str>; 3] = Default::default();
+        for value in &heard.values {
+            let (kind, value) = value.kind();
+            own[kind].insert(value);
+        }
         let other_of_a_kind = |sets: &[BTreeSet<String>; 3]| {
-            heard.values.iter().any(|old| {
-                let (kind, _) = old.kind();
-                let own = |new: &String| heard.values.iter().any(|v| v.kind() == (kind, new.as_str()));
-                // Past as many values as `heard` has, one is surely not its own.
-                sets[kind].iter().take(heard.values.len() + 1).any(|new| !own(new))
+            (0..3).any(|kind| {
+                // Past as many values as the message has, one is surely not its own.
+                !own[kind].is_empty()
+                    && sets[kind]
+                        .iter()
+                        .take(own[kind].len() + 1)
+                        .any(|new| !own[kind].contains(new.as_str()))
             })
         };
         other_of_a_kind(&self.changed)
